@@ -1,0 +1,62 @@
+// payloadrun: metric extraction from JSON output (ktstr's rules).
+//
+// Finding the document: the whole text, trimmed, is parsed as JSON first. If
+// that fails, the first `{` or `[` is scanned to its matching closer (only
+// that bracket type counts; brackets inside string literals are skipped,
+// backslash escapes honoured) and that region alone is parsed. Several
+// documents yield the first; prose after it is ignored; an unbalanced opener
+// or an unparseable region yields no metrics and no error.
+//
+// Flattening: every number whose double value is finite becomes a metric
+// named by its path (object keys and array indices joined with '.', no
+// leading dot; a top-level scalar is named ""). Strings, booleans and null
+// are skipped. Within one object a repeated key keeps only its last value.
+// Integers beyond 2^53 lose precision as doubles do. Values nested deeper
+// than max_walk_depth are skipped and each skipped subtree adds one metric
+// named walk_truncation_sentinel whose value is the depth. A document
+// nested deeper than max_parse_depth does not parse (no metrics).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "payloadrun/export.hpp"
+#include "payloadrun/metrics.hpp"
+
+namespace payloadrun {
+
+inline constexpr std::size_t max_walk_depth = 64;
+inline constexpr std::size_t max_parse_depth = 128;
+inline constexpr std::string_view walk_truncation_sentinel = "__walk_json_leaves_truncated";
+
+/// The region the fallback scan would parse: the first `{`/`[` through its
+/// matching closer, or nullopt when there is no opener or it is unbalanced.
+PAYLOADRUN_API std::optional<std::string_view> find_json_region(std::string_view text) noexcept;
+
+/// A reusable extractor (keeps its parser buffers between calls). Not
+/// thread-safe; use one per thread.
+class PAYLOADRUN_API Extractor {
+ public:
+  Extractor();
+  ~Extractor();
+  Extractor(Extractor&&) noexcept;
+  Extractor& operator=(Extractor&&) noexcept;
+
+  /// Append the metrics of the first JSON document in `text` to `out`,
+  /// tagged with `source` and `stream`. Returns how many were appended.
+  /// Never throws for any input.
+  std::size_t extract(std::string_view text, MetricSource source, MetricStream stream,
+                      PayloadMetrics& out) noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// One-shot convenience over Extractor.
+PAYLOADRUN_API std::size_t extract_metrics(std::string_view text, MetricSource source,
+                                           MetricStream stream, PayloadMetrics& out) noexcept;
+
+}  // namespace payloadrun

@@ -1,0 +1,231 @@
+// payloadrun: the supervisor, the PayloadRun builder and PayloadHandle.
+//
+// A Supervisor runs payload processes concurrently on one libuv loop (its
+// own, or one you already run). Everything happens on that loop's thread:
+// spawning, capturing stdout/stderr, watching exits and deadlines, and the
+// completion pipeline (extract -> stderr fallback -> hints -> payload_index
+// -> emit -> checks -> your callback).
+//
+// Error model: the call that caused a synchronous failure throws
+// payloadrun::Error (bad input, spawn failure, a second consume of a handle,
+// a blocking call from inside a loop callback). A payload's exit code,
+// timeout and failed checks are data in its Completion.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "payloadrun/check.hpp"
+#include "payloadrun/emitter.hpp"
+#include "payloadrun/error.hpp"
+#include "payloadrun/export.hpp"
+#include "payloadrun/metrics.hpp"
+#include "payloadrun/payload.hpp"
+
+struct uv_loop_s;  // libuv's uv_loop_t
+
+namespace payloadrun {
+
+/// How payload processes are created.
+enum class SpawnBackend {
+  /// vfork-style clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD): cost independent
+  /// of the parent's heap size. The default.
+  clone_vfork,
+  /// libuv's uv_spawn (fork on Linux; slower with a large heap). Kept for
+  /// comparison in bench/.
+  uv_spawn,
+};
+
+struct SupervisorOptions {
+  /// Bytes kept per stream; the rest is read and discarded, and the
+  /// invocation is flagged truncated.
+  std::size_t capture_limit = 16u * 1024u * 1024u;
+  /// After the payload ended and its process group was killed, how long to
+  /// keep reading pipes that escaped descendants hold open.
+  std::chrono::milliseconds drain_grace{1000};
+  SpawnBackend backend = SpawnBackend::clone_vfork;
+  /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
+  /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.
+  std::string cgroup_parent;
+  /// Create a named cgroup under cgroup_parent when it does not exist
+  /// (logged at info). Off: a missing cgroup is a spawn error.
+  bool create_cgroups = false;
+  /// Receives every completed invocation. Null: no emission (unless a ring
+  /// is configured).
+  std::shared_ptr<Emitter> emitter;
+  /// Shared-memory ring to emit to (name under /dev/shm). Empty: the
+  /// PAYLOADRUN_RING environment variable, if set; else none.
+  std::string ring;
+};
+
+class Supervisor;
+class PayloadHandle;
+
+using CompletionCallback = std::function<void(Completion)>;
+
+/// Builder for one invocation of a Payload. Obtained from
+/// Supervisor::payload(); args and checks start as the payload's defaults.
+class PAYLOADRUN_API PayloadRun {
+ public:
+  PayloadRun(Supervisor& supervisor, std::shared_ptr<const Payload> payload);
+
+  /// Append one argument.
+  PayloadRun& arg(std::string a);
+  /// Append several arguments.
+  PayloadRun& args(std::vector<std::string> as);
+  /// Drop every argument (the defaults and earlier ones).
+  PayloadRun& clear_args();
+  /// Append a check. For a Deferred payload a metric-level check throws
+  /// Error(forbidden_check): declare it in Payload::default_checks.
+  PayloadRun& check(MetricCheck c);
+  /// Drop every check (the defaults and earlier ones).
+  PayloadRun& clear_checks();
+  /// Place the payload in the cgroup `name` under the supervisor's
+  /// cgroup_parent. Validated here: a leading '/' is stripped; "..", NUL
+  /// and empty names throw Error(invalid_argument).
+  PayloadRun& in_cgroup(std::string name);
+  /// Place this invocation in a fresh cgroup of its own (created under
+  /// cgroup_parent, removed after completion), so kill reaches descendants
+  /// that left the process group.
+  PayloadRun& own_cgroup(bool on = true);
+  /// Deadline for the whole invocation, pipe EOF included. At expiry the
+  /// process group is killed, partial output kept, exit_code = -1 and
+  /// timed_out = true. Not an error.
+  PayloadRun& timeout(std::chrono::milliseconds d);
+  /// Set an environment variable for the child (the child inherits the
+  /// supervisor's environment by default).
+  PayloadRun& env(std::string key, std::string value);
+  /// Remove an inherited environment variable.
+  PayloadRun& env_remove(std::string key);
+  /// Start the child from an empty environment (then add with env()).
+  PayloadRun& clear_env();
+  /// Working directory of the child (default: the supervisor's).
+  PayloadRun& working_dir(std::string dir);
+  /// Bytes written to the child's stdin, which is then closed. Default:
+  /// stdin is /dev/null.
+  PayloadRun& stdin_bytes(std::string bytes);
+
+  const std::vector<std::string>& effective_args() const noexcept { return args_; }
+  const std::vector<MetricCheck>& effective_checks() const noexcept { return checks_; }
+  const std::optional<std::string>& cgroup() const noexcept { return cgroup_; }
+  std::optional<std::chrono::milliseconds> deadline() const noexcept { return timeout_; }
+  const Payload& payload() const noexcept { return *payload_; }
+  const std::shared_ptr<const Payload>& payload_ptr() const noexcept { return payload_; }
+  bool wants_own_cgroup() const noexcept { return own_cgroup_; }
+  /// Environment edits in call order: a value sets, nullopt removes.
+  const std::vector<std::pair<std::string, std::optional<std::string>>>& env_changes()
+      const noexcept {
+    return env_;
+  }
+  bool clears_env() const noexcept { return clear_env_; }
+  const std::optional<std::string>& working_directory() const noexcept { return working_dir_; }
+  const std::optional<std::string>& stdin_data() const noexcept { return stdin_; }
+
+  /// Spawn and drive the loop until this invocation completes. Throws
+  /// Error(in_callback) when called from inside a loop callback.
+  Completion run();
+  /// Spawn; `on_done` runs on the loop thread when the invocation completes.
+  void spawn(CompletionCallback on_done);
+  /// Spawn and return a handle.
+  PayloadHandle spawn();
+
+ private:
+  friend class Supervisor;
+  Supervisor* supervisor_;
+  std::shared_ptr<const Payload> payload_;
+  std::vector<std::string> args_;
+  std::vector<MetricCheck> checks_;
+  std::optional<std::string> cgroup_;
+  bool own_cgroup_ = false;
+  std::optional<std::chrono::milliseconds> timeout_;
+  std::vector<std::pair<std::string, std::optional<std::string>>> env_;
+  bool clear_env_ = false;
+  std::optional<std::string> working_dir_;
+  std::optional<std::string> stdin_;
+};
+
+namespace detail {
+struct Invocation;
+}
+
+/// A running (or finished, not yet consumed) invocation. Exactly one
+/// terminal result per handle: wait(), kill(), a try_wait() that returns a
+/// value, or on_exit(). A second consume throws Error(already_consumed)
+/// naming the payload. Destroying a live handle kills the process group
+/// (and the payload's own cgroup), reaps it and logs a warning that its
+/// metrics were lost.
+class PAYLOADRUN_API PayloadHandle {
+ public:
+  PayloadHandle(PayloadHandle&&) noexcept;
+  PayloadHandle& operator=(PayloadHandle&&) noexcept;
+  PayloadHandle(const PayloadHandle&) = delete;
+  PayloadHandle& operator=(const PayloadHandle&) = delete;
+  ~PayloadHandle();
+
+  const std::string& payload_name() const noexcept;
+  /// The payload's pid until the handle is consumed; then nullopt.
+  std::optional<int> pid() const noexcept;
+  /// True once the invocation has completed (result ready).
+  bool done() const noexcept;
+
+  /// Drive the loop until the invocation completes; return its result.
+  Completion wait();
+  /// Kill the process group, then as wait().
+  Completion kill();
+  /// Run the loop once without blocking; the result if complete.
+  std::optional<Completion> try_wait();
+  /// Deliver the result to `cb` on the loop thread when complete (at once,
+  /// if already complete). Consumes the handle.
+  void on_exit(CompletionCallback cb);
+  /// Kill without waiting (the result arrives through wait/on_exit).
+  void kill_async();
+
+ private:
+  friend class PayloadRun;
+  explicit PayloadHandle(std::shared_ptr<detail::Invocation> inv);
+  std::shared_ptr<detail::Invocation> inv_;
+};
+
+/// Supervises payloads on one libuv loop. Not thread-safe: use it from the
+/// loop's thread.
+class PAYLOADRUN_API Supervisor {
+ public:
+  /// Own a private loop (driven by run(), wait() and friends).
+  explicit Supervisor(SupervisorOptions options = {});
+  /// Embed in `loop`, which the caller runs. After the Supervisor is
+  /// destroyed, run the loop once more so its handles finish closing.
+  explicit Supervisor(uv_loop_s* loop, SupervisorOptions options = {});
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  PayloadRun payload(const Payload& p);
+  PayloadRun payload(std::shared_ptr<const Payload> p);
+
+  uv_loop_s* loop() const noexcept;
+  const SupervisorOptions& options() const noexcept;
+
+  /// Payloads spawned and not yet completed.
+  std::size_t live() const noexcept;
+  /// Drive the loop until no payload is live. Throws Error(in_callback)
+  /// inside a loop callback.
+  void run();
+  /// Kill every live payload (their completions still arrive), and close
+  /// the supervisor's handles. Idempotent; the destructor calls it.
+  void shutdown();
+
+  struct Impl;
+
+ private:
+  friend class PayloadRun;
+  friend class PayloadHandle;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace payloadrun

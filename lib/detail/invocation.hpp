@@ -1,0 +1,143 @@
+// Private state shared by the stages of one invocation's data flow:
+// spawn -> capture -> exit/deadline -> extract/evaluate/emit -> callback.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "detail/cgroup.hpp"
+#include "detail/fd.hpp"
+#include "payloadrun/extract.hpp"
+#include "payloadrun/supervisor.hpp"
+
+namespace payloadrun::detail {
+
+using Clock = std::chrono::steady_clock;
+
+/// One captured stream: bytes kept up to the cap, the rest counted.
+struct StreamCapture {
+  uv_pipe_t pipe;
+  std::string data;
+  std::size_t discarded = 0;
+  bool open = false;   // handle initialised and not yet closed
+  bool eof = false;    // EOF, error, or closed by us
+};
+
+struct Invocation {
+  Supervisor::Impl* impl = nullptr;  // null once the supervisor is gone
+  std::shared_ptr<const Payload> payload;
+  std::vector<MetricCheck> checks;
+  SpawnBackend backend = SpawnBackend::clone_vfork;
+
+  pid_t pid = 0;
+  bool new_pgrp = true;
+  UniqueFd pidfd;
+  std::optional<Cgroup> cgroup;  // only when the payload was placed in one
+  bool cgroup_owned = false;     // fresh per-invocation cgroup: remove after
+
+  // libuv handles, inline; memory is released with the Invocation, which
+  // `keepalive` pins until the last close callback has run.
+  uv_poll_t exit_poll;
+  uv_process_t process;
+  uv_timer_t timer;
+  uv_pipe_t stdin_pipe;
+  uv_write_t stdin_req;
+  StreamCapture out;
+  StreamCapture err;
+  std::string stdin_data;
+  bool exit_poll_open = false;
+  bool process_open = false;
+  bool timer_open = false;
+  bool stdin_open = false;
+  int open_handles = 0;
+  std::shared_ptr<Invocation> keepalive;
+
+  // Progress.
+  Clock::time_point start;
+  std::optional<Clock::time_point> deadline;
+  bool leader_exited = false;  // exit observed and status collected
+  int exit_code = 0;
+  std::optional<int> term_signal;
+  bool timed_out = false;
+  bool killed = false;
+  bool drain_cut_short = false;
+  bool completed = false;  // pipeline ran, result produced
+  bool consumed = false;   // a terminal call took the result
+  bool abandoned = false;  // handle dropped / supervisor destroyed while live
+  CompletionCallback callback;
+  std::optional<Completion> result;
+};
+
+}  // namespace payloadrun::detail
+
+namespace payloadrun {
+
+struct Supervisor::Impl {
+  uv_loop_t* loop = nullptr;
+  std::unique_ptr<uv_loop_t> own_loop;
+  SupervisorOptions options;
+  std::shared_ptr<Emitter> emitter;
+  Extractor extractor;
+  std::string cgroup_parent;  // resolved absolute path, or empty
+
+  // SIGCHLD watcher: keeps SIGCHLD from being SIG_IGN (which would make the
+  // kernel auto-reap our children and hide their exit codes).
+  std::unique_ptr<uv_signal_t> sigchld;
+  bool sigchld_was_ignored = false;
+
+  detail::UniqueFd dev_null;
+  std::unique_ptr<char[]> read_buffer;
+  static constexpr std::size_t read_buffer_size = 64 * 1024;
+  std::unique_ptr<char[]> child_stack;
+  static constexpr std::size_t child_stack_size = 64 * 1024;
+
+  std::unordered_set<detail::Invocation*> live;
+  int dispatch_depth = 0;  // > 0 while one of our callbacks runs
+  bool shut_down = false;
+};
+
+}  // namespace payloadrun
+
+namespace payloadrun::detail {
+
+/// Runs `body` as a libuv callback: no exception escapes, and blocking
+/// calls made inside are refused.
+template <class Body>
+void dispatch(Supervisor::Impl* impl, const char* where, Body&& body) noexcept;
+
+// spawn.cpp
+std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const PayloadRun& run);
+/// Remove a per-invocation cgroup (after the payload is gone) and forget it.
+void discard_cgroup(Invocation& inv) noexcept;
+
+// capture.cpp
+void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
+void close_stream(Invocation& inv, StreamCapture& s);
+bool streams_done(const Invocation& inv);
+
+// exit.cpp
+void start_exit_watch(Invocation& inv);
+void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal);
+void kill_invocation(Invocation& inv) noexcept;
+void maybe_complete(Invocation& inv);
+void abandon_invocation(Invocation& inv) noexcept;
+/// Wait for the process behind `pidfd` to end and reap it.
+bool reap_pidfd_blocking(int pidfd) noexcept;
+void close_handle(Invocation& inv, uv_handle_t* h);
+
+// emit.cpp
+Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv);
+void deliver(Invocation& inv);
+std::uint64_t next_payload_index() noexcept;
+
+}  // namespace payloadrun::detail
+
+#include "detail/dispatch.hpp"

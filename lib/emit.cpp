@@ -1,0 +1,116 @@
+// Completion pipeline, on the loop thread when an invocation has ended:
+// extract (stdout first, stderr fallback) -> hints -> payload_index ->
+// checks -> emit -> deliver to the callback or the waiting handle.
+#include <atomic>
+
+#include <fmt/format.h>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+#include "payloadrun/evaluate.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+// The one piece of global mutable state: unique indices per process.
+std::atomic<std::uint64_t> payload_invocation_counter{0};
+
+void emit_safely(Emitter& emitter, const char* what, const std::string& payload,
+                 const auto& record, auto call) noexcept {
+  try {
+    call(emitter, record);
+  } catch (const std::exception& e) {
+    try {
+      logger()->error("payload '{}': emitting its {} failed, the record is lost: {}", payload, what,
+                      e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+std::uint64_t next_payload_index() noexcept {
+  return payload_invocation_counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
+  const Payload& p = *inv.payload;
+  Completion c;
+  c.payload_name = p.name;
+  c.pid = inv.pid;
+  c.stdout_text = utf8_lossy(inv.out.data);
+  c.stderr_text = utf8_lossy(inv.err.data);
+  std::string().swap(inv.out.data);
+  std::string().swap(inv.err.data);
+
+  PayloadMetrics& m = c.metrics;
+  m.exit_code = inv.exit_code;
+  m.timed_out = inv.timed_out;
+  m.killed_by_signal = inv.term_signal;
+  m.stdout_truncated = inv.out.discarded > 0;
+  m.stderr_truncated = inv.err.discarded > 0;
+  m.drain_cut_short = inv.drain_cut_short;
+  m.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - inv.start);
+
+  if (const auto* deferred = std::get_if<output::Deferred>(&p.output)) {
+    // Raw output ships for consumer-side extraction; both records share one
+    // index. Only exit_code_eq can be judged here.
+    m.payload_index = next_payload_index();
+    if (auto d = exit_code_mismatch_detail(inv.checks, m.exit_code, c.stderr_text)) {
+      c.result.merge(AssertResult::fail(std::move(*d)));
+    }
+    if (impl.emitter) {
+      RawPayloadOutput raw;
+      raw.payload_index = m.payload_index;
+      raw.payload_name = p.name;
+      raw.stdout_text = c.stdout_text;
+      raw.stderr_text = c.stderr_text;
+      raw.hint = deferred->hint;
+      raw.metric_hints = p.metrics;
+      raw.metric_bounds = p.metric_bounds;
+      raw.exit_code = m.exit_code;
+      raw.timed_out = m.timed_out;
+      raw.checks = inv.checks;
+      emit_safely(*impl.emitter, "raw output", p.name, raw,
+                  [](Emitter& e, const RawPayloadOutput& r) { e.emit_raw(r); });
+      emit_safely(*impl.emitter, "metrics", p.name, c,
+                  [](Emitter& e, const Completion& r) { e.emit_metrics(r); });
+    }
+    return c;
+  }
+
+  if (std::holds_alternative<output::Json>(p.output)) {
+    impl.extractor.extract(c.stdout_text, MetricSource::json, MetricStream::stdout_stream, m);
+    if (m.empty() && !c.stderr_text.empty()) {
+      impl.extractor.extract(c.stderr_text, MetricSource::json, MetricStream::stderr_stream, m);
+    }
+  }
+  apply_hints(m, p.metrics);
+  m.payload_index = next_payload_index();
+  c.result = evaluate_checks(inv.checks, m, c.stderr_text);
+  if (impl.emitter) {
+    emit_safely(*impl.emitter, "metrics", p.name, c,
+                [](Emitter& e, const Completion& r) { e.emit_metrics(r); });
+  }
+  return c;
+}
+
+void deliver(Invocation& inv) {
+  if (!inv.callback) return;  // a handle collects it
+  CompletionCallback cb = std::move(inv.callback);
+  inv.callback = nullptr;
+  inv.consumed = true;
+  Completion c = std::move(*inv.result);
+  inv.result.reset();
+  try {
+    cb(std::move(c));
+  } catch (const std::exception& e) {
+    logger()->error("payload '{}': the completion callback threw: {}", inv.payload->name, e.what());
+  } catch (...) {
+    logger()->error("payload '{}': the completion callback threw", inv.payload->name);
+  }
+}
+
+}  // namespace payloadrun::detail

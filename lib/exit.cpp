@@ -1,0 +1,268 @@
+// Exit/deadline stage: watch the leader's pidfd (or libuv's process handle),
+// kill the whole group when the leader ends, time out, or is killed, bound
+// the drain of pipes that escaped descendants hold, and close every handle.
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+std::uint64_t ms_until(Clock::time_point t) {
+  const auto now = Clock::now();
+  if (t <= now) return 0;
+  // Round up: a deadline must never fire early.
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(t - now).count() + 999) / 1000;
+}
+
+void on_handle_closed(uv_handle_t* h) {
+  auto* inv = static_cast<Invocation*>(h->data);
+  if (--inv->open_handles == 0) {
+    // Last handle closed: the invocation's memory may go now.
+    auto self = std::move(inv->keepalive);
+  }
+}
+
+// Signal the leader through its pidfd: never a recycled pid.
+void signal_leader(Invocation& inv, int sig) noexcept {
+  if (inv.leader_exited) return;
+  if (inv.pidfd) {
+    if (::syscall(SYS_pidfd_send_signal, inv.pidfd.get(), sig, nullptr, 0) != 0 && errno != ESRCH) {
+      logger()->warn("payload '{}': pidfd_send_signal failed: {}", inv.payload->name,
+                     std::strerror(errno));
+    }
+  } else if (inv.process_open) {
+    uv_process_kill(&inv.process, sig);
+  }
+}
+
+// SIGKILL the payload's process group (and cgroup). Only while the leader is
+// unreaped: its zombie keeps the pgid from being reused by another group.
+void kill_group(Invocation& inv) noexcept {
+  if (inv.cgroup) inv.cgroup->kill();
+  if (!inv.new_pgrp || inv.pid <= 0) return;
+  if (inv.backend == SpawnBackend::clone_vfork && inv.leader_exited) return;
+  if (::killpg(inv.pid, SIGKILL) != 0 && errno != ESRCH) {
+    logger()->warn("payload '{}': killpg({}) failed: {}", inv.payload->name, inv.pid,
+                   std::strerror(errno));
+  }
+}
+
+void arm_timer(Invocation& inv);
+
+void on_timer(uv_timer_t* t) {
+  auto* inv = static_cast<Invocation*>(t->data);
+  dispatch(inv->impl, "timer", [&] {
+    const auto now = Clock::now();
+    const bool deadline_passed = inv->deadline && now >= *inv->deadline;
+    if (!inv->leader_exited) {
+      if (!deadline_passed) {
+        arm_timer(*inv);
+        return;
+      }
+      inv->timed_out = true;
+      kill_group(*inv);
+      signal_leader(*inv, SIGKILL);
+      return;  // the exit watcher completes the invocation
+    }
+    // Leader gone, pipes still open past the grace period (or deadline).
+    if (deadline_passed) inv->timed_out = true;
+    inv->drain_cut_short = true;
+    logger()->info("payload '{}': descendants held its output open; drain cut short",
+                   inv->payload->name);
+    close_stream(*inv, inv->out);
+    close_stream(*inv, inv->err);
+    maybe_complete(*inv);
+  });
+}
+
+// Before the leader exits: fire at the deadline. After: at the end of the
+// drain grace, or the deadline if sooner.
+void arm_timer(Invocation& inv) {
+  std::optional<Clock::time_point> at = inv.deadline;
+  if (inv.leader_exited) {
+    const auto grace_end = Clock::now() + inv.impl->options.drain_grace;
+    if (!at || grace_end < *at) at = grace_end;
+  }
+  if (!at) return;
+  if (!inv.timer_open) {
+    uv_timer_init(inv.impl->loop, &inv.timer);
+    inv.timer.data = &inv;
+    inv.timer_open = true;
+    ++inv.open_handles;
+  }
+  uv_timer_start(&inv.timer, on_timer, ms_until(*at), 0);
+}
+
+void on_pidfd_readable(uv_poll_t* p, int status, int /*events*/) {
+  auto* inv = static_cast<Invocation*>(p->data);
+  dispatch(inv->impl, "pidfd", [&] {
+    if (status < 0) {
+      logger()->warn("payload '{}': polling its pidfd failed: {}", inv->payload->name,
+                     uv_strerror(status));
+    }
+    // The leader is a zombie now: its pgid cannot be reused yet, so killing
+    // the group before reaping reaches only our descendants.
+    kill_group(*inv);
+    siginfo_t info{};
+    int rc;
+    do {
+      rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(inv->pidfd.get()), &info,
+                    WEXITED | WNOHANG);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      // ECHILD: someone else reaped our child (a host calling waitpid(-1)).
+      logger()->error("payload '{}': waitid on its pidfd failed: {}; exit status unknown",
+                      inv->payload->name, std::strerror(errno));
+      on_leader_exit(*inv, -1, std::nullopt);
+      return;
+    }
+    if (info.si_pid == 0) return;  // spurious wake-up
+    if (info.si_code == CLD_EXITED) {
+      on_leader_exit(*inv, info.si_status, std::nullopt);
+    } else {
+      on_leader_exit(*inv, -1, info.si_status);
+    }
+  });
+}
+
+}  // namespace
+
+bool reap_pidfd_blocking(int pidfd) noexcept {
+  // The pidfd may be O_NONBLOCK (uv_poll sets it), where waitid answers
+  // EAGAIN while the child lives: wait for readability first.
+  pollfd pfd{pidfd, POLLIN, 0};
+  while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+  }
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
+  } while (rc != 0 && errno == EINTR);
+  return rc == 0;
+}
+
+void close_handle(Invocation& inv, uv_handle_t* h) {
+  if (uv_is_closing(h) != 0) return;
+  h->data = &inv;
+  uv_close(h, on_handle_closed);
+}
+
+void start_exit_watch(Invocation& inv) {
+  if (inv.backend == SpawnBackend::clone_vfork) {
+    const int rc = uv_poll_init(inv.impl->loop, &inv.exit_poll, inv.pidfd.get());
+    if (rc != 0) {
+      throw Error(Errc::io,
+                  fmt::format("spawn payload '{}': cannot watch its pidfd: {}", inv.payload->name,
+                              uv_strerror(rc)),
+                  -rc);
+    }
+    inv.exit_poll.data = &inv;
+    inv.exit_poll_open = true;
+    ++inv.open_handles;
+    uv_poll_start(&inv.exit_poll, UV_READABLE, on_pidfd_readable);
+  }
+  arm_timer(inv);
+}
+
+void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal) {
+  if (inv.leader_exited) return;
+  if (inv.backend == SpawnBackend::uv_spawn) kill_group(inv);  // libuv already reaped
+  inv.leader_exited = true;
+  inv.exit_code = exit_code;
+  inv.term_signal = signal;
+  if (inv.exit_poll_open) {
+    inv.exit_poll_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.exit_poll));
+  }
+  if (inv.process_open) {
+    inv.process_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
+  }
+  inv.pidfd.reset();
+  if (streams_done(inv)) {
+    maybe_complete(inv);
+  } else {
+    arm_timer(inv);  // bound the drain
+  }
+}
+
+void kill_invocation(Invocation& inv) noexcept {
+  if (inv.leader_exited || inv.completed) return;
+  inv.killed = true;
+  kill_group(inv);
+  signal_leader(inv, SIGKILL);
+}
+
+void maybe_complete(Invocation& inv) {
+  if (inv.completed || !inv.leader_exited || !streams_done(inv)) return;
+  if (inv.timer_open) {
+    inv.timer_open = false;
+    uv_timer_stop(&inv.timer);
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.timer));
+  }
+  inv.completed = true;
+  if (inv.impl != nullptr) inv.impl->live.erase(&inv);
+  if (inv.abandoned || inv.impl == nullptr) {
+    discard_cgroup(inv);
+    return;
+  }
+  inv.result = run_pipeline(*inv.impl, inv);
+  discard_cgroup(inv);
+  deliver(inv);
+}
+
+// Synchronous kill + reap, for a handle dropped while live and for the
+// supervisor's destruction: no result is produced (metrics are lost).
+void abandon_invocation(Invocation& inv) noexcept {
+  if (inv.completed) return;
+  inv.abandoned = true;
+  if (!inv.leader_exited) {
+    kill_group(inv);
+    signal_leader(inv, SIGKILL);
+    if (inv.pidfd) {
+      if (!reap_pidfd_blocking(inv.pidfd.get())) {
+        logger()->error("payload '{}': reaping pid {} failed: {}", inv.payload->name, inv.pid,
+                        std::strerror(errno));
+      }
+      inv.leader_exited = true;
+    } else if (inv.pid > 0) {
+      // uv_spawn backend: reap directly; libuv then finds nothing to reap.
+      int status = 0;
+      while (::waitpid(inv.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      inv.leader_exited = true;
+    }
+  }
+  inv.leader_exited = true;
+  inv.pidfd.reset();
+  if (inv.exit_poll_open) {
+    inv.exit_poll_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.exit_poll));
+  }
+  if (inv.process_open) {
+    inv.process_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
+  }
+  if (inv.stdin_open) {
+    inv.stdin_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.stdin_pipe));
+  }
+  close_stream(inv, inv.out);
+  close_stream(inv, inv.err);
+  try {
+    maybe_complete(inv);
+  } catch (...) {
+  }
+}
+
+}  // namespace payloadrun::detail

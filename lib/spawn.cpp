@@ -1,0 +1,442 @@
+// Spawn stage: resolve the binary, build argv/envp, create the pipes and
+// start the child, either with a vfork-style clone (default: the cost does
+// not grow with the parent's heap) or with libuv's uv_spawn (for bench/).
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/sched.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+#include "payloadrun/error.hpp"
+
+extern char** environ;
+
+namespace payloadrun::detail {
+namespace {
+
+#ifndef CLONE_PIDFD
+constexpr int clone_pidfd_flag = 0x00001000;
+#else
+constexpr int clone_pidfd_flag = CLONE_PIDFD;
+#endif
+
+std::string errno_text(int e) { return fmt::format("{} ({})", std::strerror(e), e); }
+
+[[noreturn]] void throw_spawn(const Payload& p, Errc code, const std::string& what, int e) {
+  throw Error(code, fmt::format("spawn payload '{}': {}", p.name, what), e);
+}
+
+std::string not_found_text(const std::string& binary, bool searched_path) {
+  return fmt::format(
+      "spawn '{}': binary not found{}. Remediation: install it or give its absolute path. If "
+      "'{}' is a script, execve(2) also returns ENOENT when its `#!` line names an interpreter "
+      "that is missing (the error names the script but the missing file is the interpreter): "
+      "install the interpreter",
+      binary, searched_path ? " on PATH" : "", binary);
+}
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// PATH lookup in the parent (as posix_spawnp and Go's LookPath do), so the
+// child only ever calls execve and no shell is involved.
+std::string resolve_binary(const Payload& p) {
+  const std::string& bin = p.binary;
+  if (bin.empty()) {
+    throw_spawn(p, Errc::invalid_argument, "the payload names no binary; set Payload::binary", 0);
+  }
+  if (bin.find('\0') != std::string::npos) {
+    throw_spawn(p, Errc::invalid_argument, "the binary name contains a NUL byte", 0);
+  }
+  if (bin.find('/') != std::string::npos) return bin;
+  const char* path_env = std::getenv("PATH");
+  std::string_view path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  bool saw_eacces = false;
+  while (true) {
+    const auto colon = path.find(':');
+    std::string_view dir = path.substr(0, colon);
+    std::string candidate = dir.empty() ? bin : fmt::format("{}/{}", dir, bin);
+    if (is_executable_file(candidate)) return candidate;
+    if (::access(candidate.c_str(), F_OK) == 0) saw_eacces = true;
+    if (colon == std::string_view::npos) break;
+    path = path.substr(colon + 1);
+  }
+  if (saw_eacces) {
+    throw_spawn(p, Errc::spawn_failed,
+                fmt::format("spawn '{}': found on PATH but not executable (EACCES); chmod +x it", bin),
+                EACCES);
+  }
+  throw_spawn(p, Errc::not_found, not_found_text(bin, true), ENOENT);
+}
+
+// Everything the child needs, prepared in the parent: the child shares our
+// memory (CLONE_VM) and may only make raw system calls.
+struct ChildPlan {
+  const char* path = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* cwd = nullptr;
+  int stdio[3] = {-1, -1, -1};
+  int cgroup_procs = -1;
+  bool new_pgrp = true;
+  // Written by the child when a step fails (visible to us through CLONE_VM).
+  volatile int failed_errno = 0;
+  volatile int failed_step = 0;
+};
+
+enum ChildStep { step_none, step_pgrp, step_cgroup, step_stdio, step_fds, step_cwd, step_exec };
+
+const char* step_text(int step) {
+  switch (step) {
+    case step_pgrp: return "setpgid";
+    case step_cgroup: return "joining the cgroup (write to cgroup.procs)";
+    case step_stdio: return "setting up stdin/stdout/stderr";
+    case step_fds: return "closing inherited file descriptors";
+    case step_cwd: return "changing to the working directory";
+    case step_exec: return "execve";
+    default: return "?";
+  }
+}
+
+[[noreturn]] void child_fail(ChildPlan* plan, int step) {
+  plan->failed_errno = errno;
+  plan->failed_step = step;
+  ::_exit(127);
+}
+
+// Runs in the child on its own stack, sharing the parent's memory until
+// execve. Only async-signal-safe calls.
+int child_main(void* arg) {
+  auto* plan = static_cast<ChildPlan*>(arg);
+  // Default dispositions for every signal (a handler of the parent's must
+  // never run here; ignored signals must not stay ignored in the payload).
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::sigaction(sig, &dfl, nullptr);  // EINVAL for libc-reserved signals: fine
+  }
+  if (plan->new_pgrp && ::setpgid(0, 0) != 0) child_fail(plan, step_pgrp);
+  if (plan->cgroup_procs >= 0) {
+    // "0" names the writing process: we join before running any payload code.
+    if (::write(plan->cgroup_procs, "0", 1) != 1) child_fail(plan, step_cgroup);
+  }
+  // Move sources out of 0..2 first so dup2 cannot clobber one with another.
+  int src[3];
+  for (int i = 0; i < 3; ++i) {
+    src[i] = plan->stdio[i];
+    if (src[i] < 3) {
+      src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+      if (src[i] < 0) child_fail(plan, step_stdio);
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(src[i], i) < 0) child_fail(plan, step_stdio);
+  }
+  if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+    if (errno != ENOSYS) child_fail(plan, step_fds);
+    // Pre-5.9 kernels: mark everything close-on-exec the slow way.
+    const long max = ::sysconf(_SC_OPEN_MAX);
+    for (long fd = 3; fd < max; ++fd) ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+  }
+  if (plan->cwd != nullptr && ::chdir(plan->cwd) != 0) child_fail(plan, step_cwd);
+  sigset_t empty;
+  ::sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  ::execve(plan->path, plan->argv, plan->envp);
+  child_fail(plan, step_exec);
+}
+
+struct Pipe {
+  UniqueFd read;
+  UniqueFd write;
+};
+
+Pipe make_pipe(const Payload& p, const char* what) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    const int e = errno;
+    throw_spawn(p, Errc::spawn_failed,
+                fmt::format("pipe2 for {} failed: {}{}", what, errno_text(e),
+                            e == EMFILE || e == ENFILE
+                                ? "; raise RLIMIT_NOFILE (ulimit -n) or spawn fewer payloads at once"
+                                : ""),
+                e);
+  }
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+// Child environment: the supervisor's, edited in call order. Returns empty
+// when unchanged (the caller then passes `environ` itself).
+bool build_env(const PayloadRun& run, std::vector<std::string>& out) {
+  if (!run.clears_env() && run.env_changes().empty()) return false;
+  if (!run.clears_env()) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) out.emplace_back(*e);
+  }
+  for (const auto& [key, value] : run.env_changes()) {
+    const std::string prefix = key + "=";
+    std::erase_if(out, [&](const std::string& kv) { return kv.compare(0, prefix.size(), prefix) == 0; });
+    if (value) out.push_back(prefix + *value);
+  }
+  return true;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (auto& s : v) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+void validate_run(const PayloadRun& run) {
+  const Payload& p = run.payload();
+  for (const auto& a : run.effective_args()) {
+    if (a.find('\0') != std::string::npos) {
+      throw_spawn(p, Errc::invalid_argument, fmt::format("argument '{}' contains a NUL byte", a), 0);
+    }
+  }
+  for (const auto& [key, value] : run.env_changes()) {
+    if (key.empty() || key.find('=') != std::string::npos || key.find('\0') != std::string::npos) {
+      throw_spawn(p, Errc::invalid_argument,
+                  fmt::format("environment variable name '{}' is empty or contains '=' or NUL", key),
+                  0);
+    }
+    if (value && value->find('\0') != std::string::npos) {
+      throw_spawn(p, Errc::invalid_argument,
+                  fmt::format("environment variable '{}' has a value containing a NUL byte", key), 0);
+    }
+  }
+}
+
+std::string exec_failure_text(const Payload& p, const std::string& exec_path, int step, int e,
+                              const PayloadRun& run) {
+  if (step == step_exec && e == ENOENT) return not_found_text(p.binary, false);
+  if (step == step_exec && e == ENOEXEC) {
+    return fmt::format("spawn '{}': {} is not an executable format (ENOEXEC): give it a `#!` "
+                       "line or run it through its interpreter explicitly",
+                       p.binary, exec_path);
+  }
+  if (step == step_cwd) {
+    return fmt::format("spawn '{}': cannot change to working directory '{}': {}", p.binary,
+                       run.working_directory().value_or(""), errno_text(e));
+  }
+  return fmt::format("spawn '{}': {} failed: {}", p.binary, step_text(step), errno_text(e));
+}
+
+Errc exec_failure_code(int step, int e) {
+  if (step == step_exec && e == ENOENT) return Errc::not_found;
+  if (step == step_cgroup) return Errc::cgroup;
+  return Errc::spawn_failed;
+}
+
+// Starts the child with clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD): we resume
+// once it has called execve (or failed), so failures are synchronous.
+void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
+                 ChildPlan& plan, const std::string& exec_path) {
+  const Payload& p = *inv.payload;
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  char* stack_top = impl.child_stack.get() + Supervisor::Impl::child_stack_size;
+  const int flags = CLONE_VM | CLONE_VFORK | clone_pidfd_flag | SIGCHLD;
+  const pid_t pid = ::clone(child_main, stack_top, flags, &plan, &pidfd, nullptr, nullptr);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    throw_spawn(p, Errc::spawn_failed,
+                fmt::format("clone failed: {}{}", errno_text(clone_errno),
+                            clone_errno == EAGAIN ? "; RLIMIT_NPROC or pid_max reached" : ""),
+                clone_errno);
+  }
+  UniqueFd pidfd_owner(pidfd);
+  if (plan.failed_step != step_none) {
+    reap_pidfd_blocking(pidfd);
+    const int e = plan.failed_errno;
+    throw_spawn(p, exec_failure_code(plan.failed_step, e),
+                exec_failure_text(p, exec_path, plan.failed_step, e, run), e);
+  }
+  inv.pid = pid;
+  inv.pidfd = std::move(pidfd_owner);
+}
+
+void on_uv_process_exit(uv_process_t* proc, int64_t exit_status, int term_signal) {
+  auto* inv = static_cast<Invocation*>(proc->data);
+  dispatch(inv->impl, "process exit", [&] {
+    if (term_signal != 0) {
+      on_leader_exit(*inv, -1, term_signal);
+    } else {
+      on_leader_exit(*inv, static_cast<int>(exit_status), std::nullopt);
+    }
+  });
+}
+
+void uv_backend(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
+                ChildPlan& plan, const std::string& exec_path) {
+  const Payload& p = *inv.payload;
+  if (plan.cgroup_procs >= 0) {
+    throw_spawn(p, Errc::invalid_argument,
+                "the uv_spawn backend cannot place a payload in a cgroup; use the clone_vfork "
+                "backend",
+                0);
+  }
+  uv_stdio_container_t stdio[3];
+  for (int i = 0; i < 3; ++i) {
+    stdio[i].flags = UV_INHERIT_FD;
+    stdio[i].data.fd = plan.stdio[i];
+  }
+  uv_process_options_t opts{};
+  opts.exit_cb = on_uv_process_exit;
+  opts.file = exec_path.c_str();
+  opts.args = const_cast<char**>(plan.argv);
+  opts.env = plan.envp == environ ? nullptr : const_cast<char**>(plan.envp);
+  opts.cwd = plan.cwd;
+  opts.flags = plan.new_pgrp ? UV_PROCESS_DETACHED : 0;
+  opts.stdio_count = 3;
+  opts.stdio = stdio;
+  inv.process.data = &inv;
+  const int rc = ::uv_spawn(impl.loop, &inv.process, &opts);
+  // uv_spawn initialises the handle even on failure; it must be closed.
+  inv.process_open = true;
+  ++inv.open_handles;
+  if (rc != 0) {
+    const int e = -rc;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
+    inv.process_open = false;
+    throw_spawn(p, exec_failure_code(step_exec, e), exec_failure_text(p, exec_path, step_exec, e, run),
+                e);
+  }
+  inv.pid = inv.process.pid;
+}
+
+// Resolve where the payload runs: a named cgroup under the supervisor's
+// parent, or a fresh one of its own. Validation happened in the builder.
+void prepare_cgroup(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run) {
+  const Payload& p = *inv.payload;
+  if (!run.cgroup() && !run.wants_own_cgroup()) return;
+  if (impl.cgroup_parent.empty()) {
+    throw_spawn(p, Errc::cgroup,
+                "a cgroup was requested but the supervisor has no cgroup parent; set "
+                "SupervisorOptions::cgroup_parent (absolute, or relative to the cgroup2 mount)",
+                0);
+  }
+  try {
+    if (run.wants_own_cgroup()) {
+      const std::string base = run.cgroup() ? fmt::format("{}/{}", impl.cgroup_parent, *run.cgroup())
+                                            : impl.cgroup_parent;
+      if (run.cgroup()) Cgroup::open(base, impl.options.create_cgroups);
+      inv.cgroup.emplace(Cgroup::create_unique(base, "payload"));
+      inv.cgroup_owned = true;
+    } else {
+      inv.cgroup.emplace(Cgroup::open(fmt::format("{}/{}", impl.cgroup_parent, *run.cgroup()),
+                                      impl.options.create_cgroups));
+    }
+  } catch (const Error& e) {
+    throw Error(e.code(), fmt::format("spawn payload '{}': {}", p.name, e.what()), e.sys_errno());
+  }
+}
+
+}  // namespace
+
+void discard_cgroup(Invocation& inv) noexcept {
+  if (inv.cgroup && inv.cgroup_owned) inv.cgroup->remove();
+  inv.cgroup.reset();
+}
+
+std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const PayloadRun& run) {
+  const Payload& p = run.payload();
+  validate_run(run);
+  if (impl.shut_down) {
+    throw Error(Errc::shut_down,
+                fmt::format("spawn payload '{}': the supervisor has been shut down", p.name));
+  }
+  auto inv = std::make_shared<Invocation>();
+  inv->impl = &impl;
+  inv->payload = run.payload_ptr();
+  inv->checks = run.effective_checks();
+  inv->backend = impl.options.backend;
+  inv->new_pgrp = !p.uses_parent_pgrp;
+
+  const std::string exec_path = resolve_binary(p);
+  std::vector<std::string> arg_strings;
+  arg_strings.reserve(run.effective_args().size() + 1);
+  arg_strings.push_back(p.binary);
+  for (const auto& a : run.effective_args()) arg_strings.push_back(a);
+  std::vector<char*> argv = c_strings(arg_strings);
+  std::vector<std::string> env_strings;
+  std::vector<char*> envp;
+  const bool custom_env = build_env(run, env_strings);
+  if (custom_env) envp = c_strings(env_strings);
+
+  prepare_cgroup(impl, *inv, run);
+
+  Pipe out = make_pipe(p, "stdout");
+  Pipe err = make_pipe(p, "stderr");
+  Pipe in;
+  const bool feed_stdin = run.stdin_data().has_value();
+  if (feed_stdin) in = make_pipe(p, "stdin");
+
+  ChildPlan plan;
+  plan.path = exec_path.c_str();
+  plan.argv = argv.data();
+  plan.envp = custom_env ? envp.data() : environ;
+  plan.cwd = run.working_directory() ? run.working_directory()->c_str() : nullptr;
+  plan.stdio[0] = feed_stdin ? in.read.get() : impl.dev_null.get();
+  plan.stdio[1] = out.write.get();
+  plan.stdio[2] = err.write.get();
+  UniqueFd procs;
+  if (inv->cgroup) {
+    procs = inv->cgroup->open_procs();
+    plan.cgroup_procs = procs.get();
+  }
+  plan.new_pgrp = inv->new_pgrp;
+
+  inv->start = Clock::now();
+  if (run.deadline()) inv->deadline = inv->start + *run.deadline();
+  inv->keepalive = inv;  // libuv handles pin the invocation until closed
+  try {
+    if (inv->backend == SpawnBackend::uv_spawn) {
+      uv_backend(impl, *inv, run, plan, exec_path);
+    } else {
+      clone_vfork(impl, *inv, run, plan, exec_path);
+    }
+  } catch (...) {
+    if (inv->open_handles == 0) inv->keepalive.reset();
+    discard_cgroup(*inv);
+    throw;
+  }
+  impl.live.insert(inv.get());
+
+  // Our copies of the child's ends close now; only the child holds them.
+  out.write.reset();
+  err.write.reset();
+  in.read.reset();
+  procs.reset();
+  if (feed_stdin) inv->stdin_data = *run.stdin_data();
+  try {
+    start_capture(*inv, std::move(out.read), std::move(err.read), std::move(in.write));
+    start_exit_watch(*inv);
+  } catch (...) {
+    // The child runs but cannot be supervised: kill and reap it now.
+    abandon_invocation(*inv);
+    throw;
+  }
+  return inv;
+}
+
+}  // namespace payloadrun::detail

@@ -1,0 +1,198 @@
+// Helper-child behaviours (see child_modes.hpp). Each mode is what a real
+// payload might do; process tests spawn the test binary itself in a mode.
+#include "child_modes.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+extern "C" char** environ;
+
+namespace payloadrun_test {
+namespace {
+
+void sleep_ms(long ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+void write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+void write_str(int fd, const std::string& s) { write_all(fd, s.data(), s.size()); }
+
+std::string read_file(const char* path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+const char* self_exe() {
+  static std::string path = [] {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }();
+  return path.c_str();
+}
+
+int run_child_mode(int argc, char** argv) {
+  const std::string mode = argv[0];
+  auto arg = [&](int i, const char* dflt = "") -> std::string {
+    return i < argc ? argv[i] : dflt;
+  };
+  if (mode == "exit") return std::atoi(arg(1, "0").c_str());
+  if (mode == "print") {  // print OUT [ERR [CODE]]
+    write_str(1, arg(1));
+    write_str(2, arg(2));
+    return std::atoi(arg(3, "0").c_str());
+  }
+  if (mode == "sleep") {
+    sleep_ms(std::atol(arg(1, "1000").c_str()));
+    return 0;
+  }
+  if (mode == "list-fds") {  // prints the open fds, space separated
+    DIR* d = ::opendir("/proc/self/fd");
+    std::string out;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const int fd = std::atoi(e->d_name);
+      if (fd == ::dirfd(d)) continue;
+      out += std::to_string(fd) + " ";
+    }
+    ::closedir(d);
+    write_str(1, out);
+    return 0;
+  }
+  if (mode == "write-bytes") {  // write-bytes N [fd]
+    const long long n = std::atoll(arg(1, "0").c_str());
+    const int fd = std::atoi(arg(2, "1").c_str());
+    std::string chunk(1 << 16, 'x');
+    for (long long done = 0; done < n;) {
+      const std::size_t k = static_cast<std::size_t>(std::min<long long>(n - done, 1 << 16));
+      write_all(fd, chunk.data(), k);
+      done += static_cast<long long>(k);
+    }
+    return 0;
+  }
+  if (mode == "wait-file") {  // poll for a file (at most 60 s), exit 0 when it exists
+    for (int i = 0; i < 3000; ++i) {
+      if (::access(arg(1).c_str(), F_OK) == 0) return 0;
+      sleep_ms(20);
+    }
+    return 1;
+  }
+  if (mode == "ignore-term") {  // ignore SIGTERM, then sleep
+    ::signal(SIGTERM, SIG_IGN);
+    sleep_ms(std::atol(arg(1, "60000").c_str()));
+    return 0;
+  }
+  if (mode == "fork-hold" || mode == "setsid-hold") {
+    // The leader exits at once; a child (in our group, or escaped with
+    // setsid) keeps stdout/stderr open for MS milliseconds.
+    int ready[2];
+    if (::pipe(ready) != 0) return 98;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (mode == "setsid-hold") ::setsid();
+      ::close(ready[0]);
+      ::close(ready[1]);  // tells the leader we are set up
+      sleep_ms(std::atol(arg(1, "60000").c_str()));
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char b;
+    while (::read(ready[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    write_str(1, "{\"leader\": 1}");
+    return std::atoi(arg(2, "0").c_str());
+  }
+  if (mode == "fork-writer") {  // leader exits while a child keeps writing
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      for (int i = 0; i < 600000; ++i) {
+        write_str(1, "tick\n");
+        sleep_ms(1);
+      }
+      ::_exit(0);
+    }
+    sleep_ms(50);
+    return 0;
+  }
+  if (mode == "bad-utf8") {
+    write_str(1, std::string("ok \xff\xfe end \xc3\x28"));
+    return 0;
+  }
+  if (mode == "cat") {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(0, buf, sizeof buf)) > 0) write_all(1, buf, static_cast<std::size_t>(n));
+    return 0;
+  }
+  if (mode == "env") {
+    const char* v = std::getenv(arg(1).c_str());
+    write_str(1, v != nullptr ? v : "<unset>");
+    return 0;
+  }
+  if (mode == "env-count") {
+    int n = 0;
+    for (char** e = environ; *e != nullptr; ++e) ++n;
+    write_str(1, std::to_string(n));
+    return 0;
+  }
+  if (mode == "cwd") {
+    char buf[4096];
+    write_str(1, ::getcwd(buf, sizeof buf) != nullptr ? buf : "?");
+    return 0;
+  }
+  if (mode == "status") {  // signal mask/ignored set and process group
+    write_str(1, read_file("/proc/self/status"));
+    write_str(2, std::to_string(::getpid()) + " " + std::to_string(::getpgrp()));
+    return 0;
+  }
+  if (mode == "cgroup") {  // first act: print our own cgroup
+    write_str(1, read_file("/proc/self/cgroup"));
+    return 0;
+  }
+  if (mode == "json") {  // json DOC [STDERR_TEXT [CODE]]
+    write_str(1, arg(1));
+    write_str(2, arg(2));
+    return std::atoi(arg(3, "0").c_str());
+  }
+  if (mode == "stderr-json") {
+    write_str(1, arg(2));
+    write_str(2, arg(1));
+    return 0;
+  }
+  if (mode == "close-stdout-sleep") {  // closes stdout, keeps running
+    ::close(1);
+    ::close(2);
+    sleep_ms(std::atol(arg(1, "60000").c_str()));
+    return 0;
+  }
+  write_str(2, "unknown child mode: " + mode + "\n");
+  return 99;
+}
+
+}  // namespace payloadrun_test

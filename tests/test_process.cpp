@@ -1,0 +1,323 @@
+// Process mechanics with real children: process groups, descendants that
+// outlive the leader, the capture cap, fds, signals, SIGCHLD under SIG_IGN,
+// the host's own uv_spawn children, scale, both spawn backends.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "fixture.hpp"
+
+using namespace payloadrun;
+using namespace payloadrun_test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+namespace {
+
+class ProcessMechanics : public ProcessTest, public ::testing::WithParamInterface<SpawnBackend> {
+ protected:
+  SupervisorOptions opts() {
+    SupervisorOptions o;
+    o.backend = GetParam();
+    return o;
+  }
+};
+
+std::string field(const std::string& status, const std::string& key) {
+  std::istringstream in(status);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) {
+      auto v = line.substr(key.size() + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  }
+  return "";
+}
+
+Payload sh(const std::string& name, const std::string& script) {
+  Payload p = Payload::binary_payload(name, "sh");
+  p.default_args = {"-c", script};
+  return p;
+}
+
+class CloneBackend : public ProcessTest {};
+
+TEST_F(CloneBackend, ChildSeesOnlyStdioFds) {
+  // An fd the test leaks without CLOEXEC must not reach the child. (The
+  // uv_spawn backend inherits such fds: libuv 1.44 does not close them.)
+  const int leaked = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(leaked, 3);
+  auto c = sup().payload(child_payload("fds", {"list-fds"})).run();
+  ::close(leaked);
+  EXPECT_EQ(c.stdout_text, "0 1 2 ");
+}
+
+TEST_P(ProcessMechanics, SignalsResetAndNewProcessGroup) {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old_usr1 {};
+  ::sigaction(SIGUSR1, &ign, &old_usr1);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  Supervisor& s = sup(opts());
+  auto c = s.payload(child_payload("status", {"status"})).run();
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGUSR1, &old_usr1, nullptr);
+  EXPECT_EQ(field(c.stdout_text, "SigBlk"), "0000000000000000");
+  EXPECT_EQ(field(c.stdout_text, "SigIgn"), "0000000000000000");
+  std::istringstream ids(c.stderr_text);
+  int pid = 0, pgid = 0;
+  ids >> pid >> pgid;
+  EXPECT_EQ(pid, c.pid);
+  EXPECT_EQ(pgid, pid) << "the payload leads its own process group";
+
+  Payload shared = child_payload("shared", {"status"});
+  shared.uses_parent_pgrp = true;
+  auto d = s.payload(shared).run();
+  std::istringstream ids2(d.stderr_text);
+  ids2 >> pid >> pgid;
+  EXPECT_EQ(pgid, ::getpgrp()) << "uses_parent_pgrp keeps the supervisor's group";
+}
+
+TEST_P(ProcessMechanics, OutputPastTheCapIsDrainedAndFlagged) {
+  LogCapture log;
+  constexpr long long twenty_mib = 20ll << 20;
+  auto c = sup(opts())
+               .payload(child_payload("chatty", {"write-bytes", std::to_string(twenty_mib)}))
+               .run();
+  EXPECT_EQ(c.metrics.exit_code, 0) << "the payload must not be blocked or SIGPIPEd by the cap";
+  EXPECT_EQ(c.stdout_text.size(), 16u << 20);
+  EXPECT_TRUE(c.metrics.stdout_truncated);
+  EXPECT_FALSE(c.metrics.stderr_truncated);
+  EXPECT_TRUE(log.contains("stdout exceeded 16777216 bytes"));
+}
+
+TEST_P(ProcessMechanics, CaptureLimitIsConfigurable) {
+  SupervisorOptions o = opts();
+  o.capture_limit = 1000;
+  auto c = sup(o).payload(child_payload("chatty", {"write-bytes", "5000", "2"})).run();
+  EXPECT_EQ(c.stderr_text.size(), 1000u);
+  EXPECT_TRUE(c.metrics.stderr_truncated);
+}
+
+TEST_P(ProcessMechanics, InvalidUtf8BecomesReplacementCharacters) {
+  auto c = sup(opts()).payload(child_payload("bytes", {"bad-utf8"})).run();
+  EXPECT_EQ(c.stdout_text, "ok \xEF\xBF\xBD\xEF\xBF\xBD end \xEF\xBF\xBD(");
+}
+
+TEST_P(ProcessMechanics, DescendantsInTheGroupDoNotHangWait) {
+  // The leader exits at once; its child keeps the pipes for 60 s. Killing
+  // the group after the leader exits releases them.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = sup(opts()).payload(child_payload("forker", {"fork-hold", "60000", "3"}, output::Json{})).run();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+  EXPECT_EQ(c.metrics.exit_code, 3);
+  EXPECT_EQ(c.metrics.get("leader"), 1);
+  EXPECT_FALSE(c.metrics.drain_cut_short);
+}
+
+TEST_P(ProcessMechanics, LeaderExitingWhileAChildKeepsWriting) {
+  auto c = sup(opts()).payload(child_payload("writer", {"fork-writer"})).run();
+  EXPECT_EQ(c.metrics.exit_code, 0);
+  EXPECT_THAT(c.stdout_text, HasSubstr("tick"));
+}
+
+TEST_P(ProcessMechanics, ShellBackgroundJobDoesNotHangKillTimeoutOrDrop) {
+  Supervisor& s = sup(opts());
+  const Payload p = sh("bg", "sleep 60 & exec sleep 60");
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    PayloadHandle h = s.payload(p).spawn();
+    ::usleep(100000);
+    auto c = h.kill();
+    EXPECT_EQ(c.metrics.exit_code, -1);
+  }
+  {
+    auto c = s.payload(p).timeout(200ms).run();
+    EXPECT_TRUE(c.metrics.timed_out);
+  }
+  {
+    PayloadHandle h = s.payload(p).spawn();
+    ::usleep(100000);
+  }  // dropped
+  {
+    PayloadHandle h = s.payload(p).spawn();
+    ::usleep(100000);
+    h.kill_async();
+    std::optional<Completion> c;
+    for (int i = 0; i < 2000 && !c; ++i) {
+      c = h.try_wait();
+      if (!c) ::usleep(5000);
+    }
+    ASSERT_TRUE(c.has_value());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);
+}
+
+TEST_P(ProcessMechanics, EscapedDescendantIsBoundedByTheDrainGrace) {
+  // setsid() takes the child out of reach of killpg: without a cgroup it
+  // keeps the pipes; the drain grace bounds the wait (the seed hangs).
+  SupervisorOptions o = opts();
+  o.drain_grace = 200ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = sup(o).payload(child_payload("escaper", {"setsid-hold", "1500"}, output::Json{})).run();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(c.metrics.drain_cut_short);
+  EXPECT_FALSE(c.metrics.timed_out);
+  EXPECT_EQ(c.metrics.get("leader"), 1) << "what was read before the cut is kept";
+  EXPECT_LT(took, 1400ms);
+}
+
+TEST_P(ProcessMechanics, DeadlineCoversTheDrain) {
+  SupervisorOptions o = opts();
+  o.drain_grace = 30s;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = sup(o).payload(child_payload("escaper", {"setsid-hold", "1500"})).timeout(300ms).run();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1400ms);
+  EXPECT_TRUE(c.metrics.timed_out);
+  EXPECT_TRUE(c.metrics.drain_cut_short);
+}
+
+TEST_P(ProcessMechanics, PayloadIgnoringSigtermIsStillKilled) {
+  auto c = sup(opts()).payload(child_payload("stubborn", {"ignore-term"})).timeout(200ms).run();
+  EXPECT_TRUE(c.metrics.timed_out);
+  EXPECT_EQ(c.metrics.killed_by_signal, SIGKILL);
+}
+
+TEST_P(ProcessMechanics, PayloadClosingItsOutputAndRunningOn) {
+  auto c = sup(opts()).payload(child_payload("closer", {"close-stdout-sleep", "300"})).run();
+  EXPECT_EQ(c.metrics.exit_code, 0);
+  EXPECT_FALSE(c.metrics.drain_cut_short);
+}
+
+TEST_P(ProcessMechanics, ManyPayloadsInFlightOnOneLoop) {
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  const rlimit saved = lim;
+  lim.rlim_cur = std::max<rlim_t>(lim.rlim_cur, std::min<rlim_t>(lim.rlim_max, 16384));
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  Supervisor& s = sup(opts(), 240s);
+  const int n = lim.rlim_cur >= 8192 ? 1000 : 200;
+  int ok = 0;
+  std::size_t peak = 0;
+  char dir[] = "/tmp/payloadrun-many-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string flag = std::string(dir) + "/go";
+  const Payload p = child_payload("many", {"wait-file", flag});
+  for (int i = 0; i < n; ++i) {
+    // Every payload waits for the flag file, so all are in flight together.
+    s.payload(p).spawn([&](Completion c) { ok += c.metrics.exit_code == 0; });
+    peak = std::max(peak, s.live());
+  }
+  EXPECT_EQ(peak, static_cast<std::size_t>(n));
+  { std::ofstream(flag) << "go"; }
+  s.run();
+  ::unlink(flag.c_str());
+  ::rmdir(dir);
+  EXPECT_EQ(ok, n);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+TEST_P(ProcessMechanics, DistinctExitCodesInFlight) {
+  Supervisor& s = sup(opts());
+  std::vector<int> got(256, -2);
+  for (int i = 0; i < 256; ++i) {
+    s.payload(child_payload("code", {"exit", std::to_string(i)})).spawn([&, i](Completion c) {
+      got[static_cast<std::size_t>(i)] = c.metrics.exit_code;
+    });
+  }
+  s.run();
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)], i);
+}
+
+TEST_P(ProcessMechanics, SupervisorDestroyedWithLivePayloads) {
+  LogCapture log;
+  Supervisor& s = sup(opts());
+  std::vector<PayloadHandle> handles;
+  int called = 0;
+  for (int i = 0; i < 50; ++i) {
+    handles.push_back(s.payload(child_payload("live", {"sleep", "60000"})).spawn());
+    s.payload(child_payload("live-cb", {"sleep", "60000"})).spawn([&](Completion) { ++called; });
+  }
+  sup_.reset();  // kills and reaps all 100
+  EXPECT_EQ(called, 0);
+  for (auto& h : handles) {
+    try {
+      h.wait();
+      ADD_FAILURE() << "wait after destruction returned";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::shut_down);
+    }
+  }
+  handles.clear();
+  EXPECT_TRUE(log.contains("Supervisor destroyed while payload 'live' ran"));
+  // TearDown checks: no child left, loop closes with 0, no fd leaked.
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ProcessMechanics,
+                         ::testing::Values(SpawnBackend::clone_vfork, SpawnBackend::uv_spawn),
+                         [](const auto& info) {
+                           return info.param == SpawnBackend::clone_vfork ? std::string("clone")
+                                                                          : std::string("uv_spawn");
+                         });
+
+class HostIntegration : public ProcessTest {};
+
+TEST_F(HostIntegration, SigchldIgnoredBeforeTheSupervisorStillGivesExitCodes) {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ::sigaction(SIGCHLD, &ign, &old);
+  {
+    Supervisor& s = sup();
+    auto c = s.payload(child_payload("code", {"exit", "7"})).run();
+    EXPECT_EQ(c.metrics.exit_code, 7);
+    sup_.reset();
+  }
+  for (int i = 0; i < 10; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  struct sigaction now {};
+  ::sigaction(SIGCHLD, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_IGN) << "the host's disposition is restored";
+  ::sigaction(SIGCHLD, &old, nullptr);
+}
+
+TEST_F(HostIntegration, HostsOwnUvSpawnChildKeepsItsExitStatus) {
+  Supervisor& s = sup();
+  struct HostChild {
+    uv_process_t proc;
+    int64_t status = -100;
+  } host;
+  char sh_path[] = "/bin/sh";
+  char c_flag[] = "-c";
+  char script[] = "sleep 0.2; exit 42";
+  char* args[] = {sh_path, c_flag, script, nullptr};
+  uv_process_options_t o{};
+  o.file = "/bin/sh";
+  o.args = args;
+  o.exit_cb = [](uv_process_t* p, int64_t status, int) {
+    static_cast<HostChild*>(p->data)->status = status;
+    uv_close(reinterpret_cast<uv_handle_t*>(p), nullptr);
+  };
+  host.proc.data = &host;
+  ASSERT_EQ(uv_spawn(&loop_, &host.proc, &o), 0);
+  int ours = 0;
+  for (int i = 0; i < 20; ++i) {
+    s.payload(child_payload("mine", {"exit", "1"})).spawn([&](Completion c) { ours += c.metrics.exit_code; });
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(host.status, 42);
+  EXPECT_EQ(ours, 20);
+}
+
+}  // namespace
