@@ -53,6 +53,12 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
   m.stderr_truncated = inv.err.discarded > 0;
   m.drain_cut_short = inv.drain_cut_short;
   m.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - inv.start);
+  if (inv.cgroup && inv.cgroup_owned) {
+    const CgroupStats st = inv.cgroup->stats();
+    m.cgroup_memory_peak_bytes = st.memory_peak_bytes;
+    m.cgroup_cpu_usage_usec = st.cpu_usage_usec;
+    m.cgroup_pids_peak = st.pids_peak;
+  }
 
   if (const auto* deferred = std::get_if<output::Deferred>(&p.output)) {
     // Raw output ships for consumer-side extraction; both records share one

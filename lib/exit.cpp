@@ -48,7 +48,9 @@ void signal_leader(Invocation& inv, int sig) noexcept {
 // SIGKILL the payload's process group (and cgroup). Only while the leader is
 // unreaped: its zombie keeps the pgid from being reused by another group.
 void kill_group(Invocation& inv) noexcept {
-  if (inv.cgroup) inv.cgroup->kill();
+  // cgroup.kill reaches descendants that left the process group; only for a
+  // cgroup of the payload's own (a named cgroup may hold other payloads).
+  if (inv.cgroup && inv.cgroup_owned) inv.cgroup->kill();
   if (!inv.new_pgrp || inv.pid <= 0) return;
   if (inv.backend == SpawnBackend::clone_vfork && inv.leader_exited) return;
   if (::killpg(inv.pid, SIGKILL) != 0 && errno != ESRCH) {
@@ -81,6 +83,15 @@ void on_timer(uv_timer_t* t) {
                    inv->payload->name);
     close_stream(*inv, inv->out);
     close_stream(*inv, inv->err);
+    if (!inv->cgroup_empty) {
+      logger()->warn("payload '{}': {} did not empty in time; leaving it", inv->payload->name,
+                     inv->cgroup->path());
+      inv->cgroup_empty = true;
+      if (inv->cgroup_poll_open) {
+        inv->cgroup_poll_open = false;
+        close_handle(*inv, reinterpret_cast<uv_handle_t*>(&inv->cgroup_poll));
+      }
+    }
     maybe_complete(*inv);
   });
 }
@@ -135,6 +146,70 @@ void on_pidfd_readable(uv_poll_t* p, int status, int /*events*/) {
   });
 }
 
+void refresh_cgroup_empty(Invocation& inv) {
+  if (inv.cgroup_empty || !inv.cgroup) return;
+  try {
+    inv.cgroup_empty = !inv.cgroup->populated();
+  } catch (const std::exception& e) {
+    logger()->warn("payload '{}': reading {}/cgroup.events failed: {}", inv.payload->name,
+                   inv.cgroup->path(), e.what());
+    inv.cgroup_empty = true;  // cannot watch it: do not wait forever
+  }
+  if (inv.cgroup_empty && inv.cgroup_poll_open) {
+    inv.cgroup_poll_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.cgroup_poll));
+  }
+}
+
+void on_cgroup_event(uv_poll_t* p, int status, int /*events*/) {
+  auto* inv = static_cast<Invocation*>(p->data);
+  dispatch(inv->impl, "cgroup.events", [&] {
+    if (status < 0) {
+      logger()->warn("payload '{}': watching cgroup.events failed: {}", inv->payload->name,
+                     uv_strerror(status));
+    }
+    refresh_cgroup_empty(*inv);
+    maybe_complete(*inv);
+  });
+}
+
+// An owned cgroup completes only once empty: its "populated" flag flips to
+// 0 (kernfs notifies pollers with POLLPRI) when the last process is gone.
+void start_cgroup_watch(Invocation& inv) {
+  if (!inv.cgroup || !inv.cgroup_owned) return;
+  inv.cgroup_events = inv.cgroup->open_events();
+  inv.cgroup_empty = false;
+  const int rc = uv_poll_init(inv.impl->loop, &inv.cgroup_poll, inv.cgroup_events.get());
+  if (rc != 0) {
+    logger()->warn("payload '{}': cannot watch {}/cgroup.events: {}", inv.payload->name,
+                   inv.cgroup->path(), uv_strerror(rc));
+    inv.cgroup_empty = true;
+    return;
+  }
+  inv.cgroup_poll.data = &inv;
+  inv.cgroup_poll_open = true;
+  ++inv.open_handles;
+  uv_poll_start(&inv.cgroup_poll, UV_PRIORITIZED, on_cgroup_event);
+}
+
+// Blocking variant for abandon: wait (bounded) until the cgroup is empty.
+void wait_cgroup_empty_blocking(Invocation& inv) noexcept {
+  if (!inv.cgroup || !inv.cgroup_owned) return;
+  const auto until = Clock::now() + std::chrono::seconds(5);
+  try {
+    while (inv.cgroup->populated() && Clock::now() < until) {
+      if (inv.cgroup_events) {
+        pollfd pfd{inv.cgroup_events.get(), POLLPRI, 0};
+        ::poll(&pfd, 1, 10);
+      } else {
+        ::usleep(1000);
+      }
+    }
+  } catch (...) {
+  }
+  inv.cgroup_empty = true;
+}
+
 }  // namespace
 
 bool reap_pidfd_blocking(int pidfd) noexcept {
@@ -171,6 +246,7 @@ void start_exit_watch(Invocation& inv) {
     ++inv.open_handles;
     uv_poll_start(&inv.exit_poll, UV_READABLE, on_pidfd_readable);
   }
+  start_cgroup_watch(inv);
   arm_timer(inv);
 }
 
@@ -189,7 +265,8 @@ void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal) {
     close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
   }
   inv.pidfd.reset();
-  if (streams_done(inv)) {
+  refresh_cgroup_empty(inv);
+  if (streams_done(inv) && inv.cgroup_empty) {
     maybe_complete(inv);
   } else {
     arm_timer(inv);  // bound the drain
@@ -204,7 +281,7 @@ void kill_invocation(Invocation& inv) noexcept {
 }
 
 void maybe_complete(Invocation& inv) {
-  if (inv.completed || !inv.leader_exited || !streams_done(inv)) return;
+  if (inv.completed || !inv.leader_exited || !streams_done(inv) || !inv.cgroup_empty) return;
   if (inv.timer_open) {
     inv.timer_open = false;
     uv_timer_stop(&inv.timer);
@@ -259,6 +336,11 @@ void abandon_invocation(Invocation& inv) noexcept {
   }
   close_stream(inv, inv.out);
   close_stream(inv, inv.err);
+  wait_cgroup_empty_blocking(inv);
+  if (inv.cgroup_poll_open) {
+    inv.cgroup_poll_open = false;
+    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.cgroup_poll));
+  }
   try {
     maybe_complete(inv);
   } catch (...) {

@@ -128,6 +128,24 @@ int run_child_mode(int argc, char** argv) {
     write_str(1, "{\"leader\": 1}");
     return std::atoi(arg(2, "0").c_str());
   }
+  if (mode == "setsid-report") {  // an escapee prints its pid, then sleeps MS
+    int ready[2];
+    if (::pipe(ready) != 0) return 98;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setsid();
+      write_str(1, std::to_string(::getpid()) + "\n");
+      ::close(ready[0]);
+      ::close(ready[1]);
+      sleep_ms(std::atol(arg(1, "60000").c_str()));
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char b;
+    while (::read(ready[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    return 0;
+  }
   if (mode == "fork-writer") {  // leader exits while a child keeps writing
     const pid_t pid = ::fork();
     if (pid == 0) {

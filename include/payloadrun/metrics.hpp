@@ -63,6 +63,11 @@ class PAYLOADRUN_API PayloadMetrics {
   bool drain_cut_short = false;
   /// Wall time from spawn to completion.
   std::chrono::nanoseconds duration{0};
+  /// Figures of the payload's own cgroup (own_cgroup()), each only where the
+  /// kernel provides it (memory.peak, cpu.stat usage_usec, pids.peak).
+  std::optional<std::uint64_t> cgroup_memory_peak_bytes;
+  std::optional<std::uint64_t> cgroup_cpu_usage_usec;
+  std::optional<std::uint64_t> cgroup_pids_peak;
 
   std::size_t size() const noexcept { return records_.size(); }
   bool empty() const noexcept { return records_.empty(); }

@@ -42,10 +42,13 @@ struct Invocation {
   UniqueFd pidfd;
   std::optional<Cgroup> cgroup;  // only when the payload was placed in one
   bool cgroup_owned = false;     // fresh per-invocation cgroup: remove after
+  UniqueFd cgroup_events;        // its cgroup.events, watched for "populated 0"
+  bool cgroup_empty = true;      // nothing left alive in the owned cgroup
 
   // libuv handles, inline; memory is released with the Invocation, which
   // `keepalive` pins until the last close callback has run.
   uv_poll_t exit_poll;
+  uv_poll_t cgroup_poll;
   uv_process_t process;
   uv_timer_t timer;
   uv_pipe_t stdin_pipe;
@@ -54,6 +57,7 @@ struct Invocation {
   StreamCapture err;
   std::string stdin_data;
   bool exit_poll_open = false;
+  bool cgroup_poll_open = false;
   bool process_open = false;
   bool timer_open = false;
   bool stdin_open = false;
