@@ -119,8 +119,9 @@ const char* step_text(int step) {
 }
 
 // Runs in the child on its own stack, sharing the parent's memory until
-// execve. Only async-signal-safe calls.
-int child_main(void* arg) {
+// execve. Only async-signal-safe calls; not instrumented by sanitizers
+// (their runtimes are not safe on a foreign stack in a vfork child).
+__attribute__((no_sanitize("address", "undefined", "thread"))) int child_main(void* arg) {
   auto* plan = static_cast<ChildPlan*>(arg);
   // Default dispositions for every signal (a handler of the parent's must
   // never run here; ignored signals must not stay ignored in the payload).

@@ -33,9 +33,15 @@ spdlog::level::level_enum level_from_env() {
 
 std::shared_ptr<spdlog::logger> logger() {
   if (auto existing = spdlog::get("payloadrun")) return existing;
-  auto made = spdlog::stderr_color_mt("payloadrun");
-  made->set_level(level_from_env());
-  return made;
+  try {
+    auto made = spdlog::stderr_color_mt("payloadrun");
+    made->set_level(level_from_env());
+    return made;
+  } catch (const spdlog::spdlog_ex&) {
+    // Another thread registered it first.
+    if (auto existing = spdlog::get("payloadrun")) return existing;
+    throw;
+  }
 }
 
 }  // namespace payloadrun::detail
