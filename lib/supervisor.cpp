@@ -8,6 +8,7 @@
 #include "detail/cgroup.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
+#include "payloadrun/ring.hpp"
 
 namespace payloadrun {
 
@@ -301,6 +302,11 @@ void on_sigchld(uv_signal_t* /*h*/, int /*signum*/) {
 
 void init_impl(Supervisor::Impl& impl) {
   impl.emitter = impl.options.emitter;
+  if (!impl.emitter) {  // a ring: options.ring, else $PAYLOADRUN_RING (ring.cpp)
+    const char* env = std::getenv("PAYLOADRUN_RING");
+    std::string ring = !impl.options.ring.empty() ? impl.options.ring : env != nullptr ? env : "";
+    if (!ring.empty()) impl.emitter = std::make_shared<RingEmitter>(impl.loop, ring);
+  }
   if (!impl.options.cgroup_parent.empty()) {
     impl.cgroup_parent = detail::resolve_cgroup_parent(impl.options.cgroup_parent);
   }

@@ -1,20 +1,26 @@
 // payloadrun: metric extraction from JSON output (ktstr's rules).
 //
-// Finding the document: the whole text, trimmed, is parsed as JSON first. If
-// that fails, the first `{` or `[` is scanned to its matching closer (only
-// that bracket type counts; brackets inside string literals are skipped,
-// backslash escapes honoured) and that region alone is parsed. Several
-// documents yield the first; prose after it is ignored; an unbalanced opener
-// or an unparseable region yields no metrics and no error.
+// Finding the document: the whole text, trimmed (Unicode whitespace, as
+// Rust's str::trim), is parsed as JSON first. If that fails, the first `{`
+// or `[` is scanned to its matching closer (only that bracket type counts;
+// brackets inside string literals are skipped, backslash escapes honoured)
+// and that region alone is parsed. Several documents yield the first; prose
+// after it is ignored; an unbalanced opener or an unparseable region yields
+// no metrics and no error. Invalid UTF-8 reads as String::from_utf8_lossy.
 //
 // Flattening: every number whose double value is finite becomes a metric
 // named by its path (object keys and array indices joined with '.', no
-// leading dot; a top-level scalar is named ""). Strings, booleans and null
-// are skipped. Within one object a repeated key keeps only its last value.
-// Integers beyond 2^53 lose precision as doubles do. Values nested deeper
-// than max_walk_depth are skipped and each skipped subtree adds one metric
-// named walk_truncation_sentinel whose value is the depth. A document
-// nested deeper than max_parse_depth does not parse (no metrics).
+// leading dot; a '.' joins only a non-empty name, so {"": {"a": 1}} gives
+// "a"; a top-level scalar is named ""). Strings, booleans and null are
+// skipped. Metrics come in document order. Within one object a repeated key
+// keeps only its last value, placed where that last occurrence is. Integers
+// beyond 2^53 lose precision as doubles do; integers beyond 64 bits read as
+// doubles; a number out of double range fails the document. Values nested
+// deeper than max_walk_depth (the root is depth 0) are skipped and each
+// skipped value adds one metric named walk_truncation_sentinel whose value
+// is its depth. serde_json's recursion limit applies: a document with
+// arrays/objects nested max_parse_depth deep (127 parse, 128 do not, empty
+// or not) does not parse (no metrics).
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+// Node.js peer for bench/compare (same work as the C++ programs, same checks).
+//   spawn    --n N --k K [--max-seconds T] [--cmd /bin/true]
+//            N spawns, K in flight, stdout piped and drained; every exit code
+//            must be 0 and stdout empty. Prints {"mode","spawns","seconds","rate"}.
+//   sleep    --n N [--sleep S]   N `sleep S` children in flight: CPU% while
+//            idle, RSS growth per child, wall time to reap all.
+//   deadline --n N [--deadline-ms D] [--pace-per-ms P]: children that ignore
+//            SIGTERM, killed by spawn's `timeout` option with SIGKILL;
+//            lateness of the completion after the deadline (p50/p99 ms).
+// Any wrong result exits 1.
+'use strict';
+const { spawn } = require('child_process');
+
+function parseArgs(argv) {
+  const out = { _: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const k = a.slice(2);
+      if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[k] = argv[++i];
+      else out[k] = true;
+    } else out._.push(a);
+  }
+  return out;
+}
+const args = parseArgs(process.argv.slice(2));
+const mode = args._[0] || 'spawn';
+const smoke = !!args.smoke;
+const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
+const nowNs = () => process.hrtime.bigint();
+const secsSince = (t0) => Number(nowNs() - t0) / 1e9;
+
+function fail(why) {
+  process.stderr.write(`BENCH CHECK FAILED: ${why}\n`);
+  process.exit(1);
+}
+
+function percentile(v, p) {
+  const s = [...v].sort((a, b) => a - b);
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)));
+  return s[rank - 1];
+}
+
+function runSpawn() {
+  const n = num('n', smoke ? 40 : 2000);
+  const k = num('k', 8);
+  const maxS = num('max-seconds', 1e9);
+  const cmd = args.cmd || '/bin/true';
+  let launched = 0;
+  let done = 0;
+  const t0 = nowNs();
+  const launch = () => {
+    launched++;
+    const child = spawn(cmd, [], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('error', (e) => fail(`spawn error ${e}`));
+    child.on('close', (code, signal) => {
+      if (code !== 0 || signal !== null) fail(`exit code ${code} signal ${signal}`);
+      if (out !== '') fail(`unexpected stdout ${out}`);
+      done++;
+      if (launched < n && secsSince(t0) < maxS) launch();
+      else if (done === launched) {
+        const s = secsSince(t0);
+        console.log(JSON.stringify({ mode: 'node', k, spawns: done, seconds: s, rate: done / s }));
+      }
+    });
+  };
+  for (let i = 0; i < Math.min(k, n); i++) launch();
+}
+
+function runSleep() {
+  const n = num('n', smoke ? 50 : 1000);
+  const sleepS = num('sleep', smoke ? 1 : 3);
+  const rss0 = process.memoryUsage().rss;
+  const children = [];
+  let done = 0;
+  const t0 = nowNs();
+  let lastSpawn = t0;
+  let lastDone = t0;
+  for (let i = 0; i < n; i++) {
+    const child = spawn('sleep', [String(sleepS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', () => {});
+    child.stderr.on('data', () => {});
+    child.on('error', (e) => fail(`spawn error ${e}`));
+    child.on('close', (code) => {
+      if (code !== 0) fail(`sleep exited ${code}`);
+      done++;
+      if (done === n) {
+        lastDone = nowNs();
+        report();
+      }
+    });
+    children.push(child);
+  }
+  lastSpawn = nowNs();
+  const spawnS = secsSince(t0);
+  let idle = null;
+  // Idle window: from 100 ms after the last spawn to 0.1 s before the first
+  // sleep can end.
+  const windowStart = Math.max(0.1 + spawnS, 0);
+  const windowEnd = sleepS - 0.1;
+  const rssSpawned = { v: 0 };
+  setTimeout(() => {
+    const c0 = process.cpuUsage();
+    const w0 = nowNs();
+    rssSpawned.v = process.memoryUsage().rss;
+    setTimeout(() => {
+      const c1 = process.cpuUsage(c0);
+      const w = secsSince(w0);
+      idle = { cpu_pct: ((c1.user + c1.system) / 1e6 / w) * 100, window_s: w };
+    }, Math.max(50, (windowEnd - windowStart) * 1000));
+  }, windowStart * 1000);
+  function report() {
+    if (idle === null) fail('idle window did not fit before the first sleep ended (spawning too slow)');
+    console.log(JSON.stringify({
+      mode: 'node_sleep', n, spawn_seconds: spawnS,
+      idle_cpu_pct: idle.cpu_pct, idle_window_s: idle.window_s,
+      rss_per_payload_kib: (rssSpawned.v - rss0) / 1024 / n,
+      reap_tail_ms: (Number(lastDone - lastSpawn) / 1e6) - sleepS * 1000,
+      wall_seconds: Number(lastDone - t0) / 1e9,
+    }));
+  }
+}
+
+function runDeadline() {
+  const n = num('n', smoke ? 20 : 1000);
+  const deadlineMs = num('deadline-ms', 100);
+  const perTick = num('per-tick', 4);
+  const tickMs = num('tick-ms', 2);
+  const cmd = args.cmd;
+  const late = [];
+  let launched = 0;
+  const launchOne = () => {
+    launched++;
+    const t = nowNs();
+    const child = cmd
+      ? spawn(cmd, [], { stdio: ['ignore', 'pipe', 'pipe'], timeout: deadlineMs, killSignal: 'SIGKILL' })
+      : spawn('sh', ['-c', 'trap "" TERM; sleep 10'],
+        { stdio: ['ignore', 'pipe', 'pipe'], timeout: deadlineMs, killSignal: 'SIGKILL' });
+    child.stdout.on('data', () => {});
+    child.stderr.on('data', () => {});
+    child.on('close', (code, signal) => {
+      if (signal !== 'SIGKILL') fail(`expected a kill at the deadline, got code ${code} signal ${signal}`);
+      late.push(Number(nowNs() - t) / 1e6 - deadlineMs);
+      if (late.length === n) {
+        clearInterval(timer);
+        console.log(JSON.stringify({
+          mode: 'node_deadline', n, p50_ms: percentile(late, 50), p99_ms: percentile(late, 99),
+          max_ms: Math.max(...late),
+        }));
+      }
+    });
+  };
+  const timer = setInterval(() => {
+    for (let i = 0; i < perTick && launched < n; i++) launchOne();
+  }, tickMs);
+}
+
+if (mode === 'spawn') runSpawn();
+else if (mode === 'sleep') runSleep();
+else if (mode === 'deadline') runDeadline();
+else fail(`unknown mode ${mode}`);

@@ -1,0 +1,167 @@
+// payloadrun under load, on one thread (embedded in our own uv loop).
+//   --mode sleep    --n N [--sleep S]: N `sleep S` payloads in flight; the
+//       supervisor's CPU (getrusage, self) over an idle window while they
+//       sleep, RSS growth per payload, and the reap tail (last completion
+//       minus (last spawn + S)). Every payload must exit 0, untimed-out.
+//   --mode deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P]
+//       [--tick-ms T]: payloads that ignore SIGTERM, spawned P every T ms,
+//       each with a D ms deadline; lateness of each completion after its
+//       deadline (p50/p99/max ms). Every payload must report timed_out,
+//       exit_code -1 and SIGKILL.
+// Prints one JSON object; any wrong result exits 1.
+#include <uv.h>
+
+#include <csignal>
+#include <memory>
+
+#include "common.hpp"
+#include "payloadrun/payloadrun.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Timer {
+  explicit Timer(uv_loop_t* loop) : h(std::make_unique<uv_timer_t>()) { uv_timer_init(loop, h.get()); }
+  ~Timer() { uv_close(reinterpret_cast<uv_handle_t*>(h.release()), [](uv_handle_t* x) {
+    std::unique_ptr<uv_timer_t> owned(reinterpret_cast<uv_timer_t*>(x));
+  }); }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  template <class F>
+  void start(double delay_s, double repeat_s, F* fn) {
+    h->data = fn;
+    uv_timer_start(
+        h.get(), [](uv_timer_t* t) { (*static_cast<F*>(t->data))(); },
+        static_cast<uint64_t>(delay_s * 1000), static_cast<uint64_t>(repeat_s * 1000));
+  }
+  void stop() { uv_timer_stop(h.get()); }
+  std::unique_ptr<uv_timer_t> h;
+};
+
+int run_sleep(const bench::Args& args, uv_loop_t* loop) {
+  const bool smoke = args.has("smoke");
+  const long n = args.integer("n", smoke ? 50 : 1000);
+  const double sleep_s = args.num("sleep", smoke ? 1 : 3);
+  bench::raise_nofile(static_cast<rlim_t>(n * 4 + 1024));
+  double spawn_s = 0;
+  double idle_cpu_pct = -1;
+  double idle_window_s = 0;
+  std::size_t rss_spawned = 0;
+  long done = 0;
+  bench::clock::time_point t_last_spawn;
+  bench::clock::time_point t_last_done;
+  {
+    payloadrun::Supervisor sup(loop);
+    auto payload = std::make_shared<payloadrun::Payload>(payloadrun::Payload::binary_payload("sleep", "sleep"));
+    payload->default_args = {std::to_string(sleep_s)};
+    std::shared_ptr<const payloadrun::Payload> cp = payload;
+    const std::size_t rss0 = bench::rss_bytes();
+    const auto t0 = bench::clock::now();
+    for (long i = 0; i < n; ++i) {
+      sup.payload(cp).spawn([&](payloadrun::Completion c) {
+        if (c.error) bench::fail("supervision error: " + *c.error);
+        if (c.metrics.exit_code != 0 || c.metrics.timed_out) {
+          bench::fail("sleep payload exited " + std::to_string(c.metrics.exit_code) + ": " + c.stderr_text);
+        }
+        if (++done == n) t_last_done = bench::clock::now();
+      });
+    }
+    t_last_spawn = bench::clock::now();
+    spawn_s = std::chrono::duration<double>(t_last_spawn - t0).count();
+    const double window_start = 0.1;
+    const double window_len = sleep_s - 0.1 - spawn_s - window_start;
+    double cpu0 = 0;
+    bench::clock::time_point w0;
+    Timer start_timer(loop);
+    Timer end_timer(loop);
+    auto on_end = [&] {
+      idle_window_s = bench::seconds_since(w0);
+      idle_cpu_pct = (bench::self_cpu_seconds() - cpu0) / idle_window_s * 100.0;
+    };
+    auto on_start = [&] {
+      cpu0 = bench::self_cpu_seconds();
+      w0 = bench::clock::now();
+      rss_spawned = bench::rss_bytes();
+      end_timer.start(window_len, 0, &on_end);
+    };
+    if (window_len > 0.05) start_timer.start(window_start, 0, &on_start);
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (done != n) bench::fail("only " + std::to_string(done) + " of " + std::to_string(n) + " completed");
+    if (idle_cpu_pct < 0) bench::fail("spawning took too long: no idle window before the first sleep ended");
+    std::printf(
+        "{\"mode\":\"sleep\",\"n\":%ld,\"spawn_seconds\":%.4f,\"idle_cpu_pct\":%.4f,"
+        "\"idle_window_s\":%.3f,\"rss_per_payload_kib\":%.3f,\"reap_tail_ms\":%.3f,"
+        "\"wall_seconds\":%.4f}\n",
+        n, spawn_s, idle_cpu_pct, idle_window_s,
+        (static_cast<double>(rss_spawned) - static_cast<double>(rss0)) / 1024.0 / static_cast<double>(n),
+        std::chrono::duration<double, std::milli>(t_last_done - t_last_spawn).count() - sleep_s * 1000,
+        std::chrono::duration<double>(t_last_done - t0).count());
+  }
+  return 0;
+}
+
+int run_deadline(const bench::Args& args, uv_loop_t* loop) {
+  const bool smoke = args.has("smoke");
+  const long n = args.integer("n", smoke ? 20 : 1000);
+  const auto deadline = std::chrono::milliseconds(args.integer("deadline-ms", 100));
+  const long per_tick = args.integer("per-tick", 4);
+  const double tick_s = args.num("tick-ms", 2) / 1000.0;
+  const std::string cmd = args.str("cmd", "");
+  if (cmd.empty()) bench::fail("--cmd (the ignore_term helper) is required");
+  bench::raise_nofile(static_cast<rlim_t>(n * 4 + 1024));
+  std::vector<double> late_ms;
+  late_ms.reserve(static_cast<std::size_t>(n));
+  {
+    payloadrun::Supervisor sup(loop);
+    auto payload = std::make_shared<const payloadrun::Payload>(payloadrun::Payload::binary_payload("ignore_term", cmd));
+    long launched = 0;
+    Timer tick(loop);
+    auto on_tick = [&] {
+      for (long i = 0; i < per_tick && launched < n; ++i) {
+        ++launched;
+        const auto t = bench::clock::now();
+        sup.payload(payload).timeout(deadline).spawn([&, t](payloadrun::Completion c) {
+          const auto end = bench::clock::now();
+          if (c.error) bench::fail("supervision error: " + *c.error);
+          if (!c.metrics.timed_out || c.metrics.exit_code != -1 || c.metrics.killed_by_signal != SIGKILL) {
+            bench::fail("payload was not killed at its deadline (exit " + std::to_string(c.metrics.exit_code) + ")");
+          }
+          late_ms.push_back(std::chrono::duration<double, std::milli>(end - t - deadline).count());
+        });
+      }
+      if (launched >= n) tick.stop();
+    };
+    tick.start(tick_s, tick_s, &on_tick);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
+  if (static_cast<long>(late_ms.size()) != n) bench::fail("not every payload completed");
+  for (double l : late_ms) {
+    if (l < -0.5) bench::fail("a payload completed before its deadline");
+  }
+  std::printf("{\"mode\":\"deadline\",\"n\":%ld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f}\n", n,
+              bench::percentile(late_ms, 50), bench::percentile(late_ms, 99),
+              bench::percentile(late_ms, 100));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    bench::Args args(argc, argv);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    const std::string mode = args.str("mode", "sleep");
+    int rc = 1;
+    if (mode == "sleep") rc = run_sleep(args, &loop);
+    else if (mode == "deadline") rc = run_deadline(args, &loop);
+    else bench::fail("unknown mode " + mode);
+    uv_run(&loop, UV_RUN_DEFAULT);  // let closing handles finish
+    if (uv_loop_close(&loop) != 0) bench::fail("loop still has handles");
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "supervise_bench: %s\n", e.what());
+    return 1;
+  }
+}

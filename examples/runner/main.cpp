@@ -1,0 +1,227 @@
+// payloadrun: run a scenario of payloads (see README "Scenario format").
+//
+//   payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]
+//                  [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]
+//                  [--create-cgroups] [--quiet]
+//
+// Exit status: 0 every invocation passed, 1 any failed, 2 bad usage or bad
+// scenario (nothing run), 130 interrupted.
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <vector>
+
+#include <fmt/format.h>
+#include <payloadrun/error.hpp>
+
+#include "progress.hpp"
+#include "report.hpp"
+#include "run.hpp"
+#include "scenario.hpp"
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]\n"
+    "                      [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]\n"
+    "                      [--create-cgroups] [--quiet]\n"
+    "Without SCENARIO.json the bundled demo scenario runs.\n"
+    "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario.\n";
+
+struct Args {
+  std::optional<std::string> scenario;
+  std::optional<std::size_t> concurrency;
+  std::optional<std::string> json_path;
+  std::optional<std::string> junit_path;
+  std::string ring;
+  std::string cgroup_parent;
+  bool create_cgroups = false;
+  bool quiet = false;
+};
+
+struct UsageError {
+  std::string message;
+};
+
+Args parse_args(int argc, char** argv) {
+  std::vector<std::string_view> av(argv + 1, argv + argc);
+  if (av.empty()) throw UsageError{"missing command (only \"run\" is known)"};
+  if (av[0] != "run") throw UsageError{fmt::format("unknown command \"{}\" (only \"run\" is known)", av[0])};
+  Args a;
+  for (std::size_t i = 1; i < av.size(); ++i) {
+    std::string_view arg = av[i];
+    std::optional<std::string_view> inline_value;
+    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
+      inline_value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+    }
+    auto value = [&]() -> std::string {
+      if (inline_value) return std::string(*inline_value);
+      if (i + 1 >= av.size()) throw UsageError{fmt::format("{} needs a value", arg)};
+      return std::string(av[++i]);
+    };
+    auto no_value = [&] {
+      if (inline_value) throw UsageError{fmt::format("{} takes no value", arg)};
+    };
+    if (arg == "--concurrency") {
+      const std::string v = value();
+      std::size_t n = 0;
+      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc{} || ptr != v.data() + v.size() || n == 0) {
+        throw UsageError{fmt::format("--concurrency needs a positive integer, got \"{}\"", v)};
+      }
+      a.concurrency = n;
+    } else if (arg == "--json") {
+      a.json_path = value();
+    } else if (arg == "--junit") {
+      a.junit_path = value();
+    } else if (arg == "--ring") {
+      a.ring = value();
+    } else if (arg == "--cgroup-parent") {
+      a.cgroup_parent = value();
+    } else if (arg == "--create-cgroups") {
+      no_value();
+      a.create_cgroups = true;
+    } else if (arg == "--quiet" || arg == "-q") {
+      no_value();
+      a.quiet = true;
+    } else if (arg.starts_with("-") && arg != "-") {
+      throw UsageError{fmt::format("unknown option {}", arg)};
+    } else if (a.scenario) {
+      throw UsageError{fmt::format("one scenario at a time (got \"{}\" and \"{}\")", *a.scenario, arg)};
+    } else {
+      a.scenario = std::string(arg);
+    }
+  }
+  return a;
+}
+
+bool is_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string exe_dir() {
+  std::string buf(4096, '\0');
+  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) return ".";
+  buf.resize(static_cast<std::size_t>(n));
+  return buf.substr(0, buf.find_last_of('/'));
+}
+
+// The bundled demo: next to the binary (build tree), the install datadir,
+// then the source tree (its binaries come from the compiled-in build dir).
+runner::Scenario load_demo() {
+  struct Candidate {
+    std::string file, base_dir;
+  };
+  const std::string here = exe_dir() + "/demo";
+  const std::vector<Candidate> candidates = {
+      {here + "/demo.json", here},
+      {std::string(PAYLOADRUN_DEMO_DATADIR) + "/demo.json", PAYLOADRUN_DEMO_DATADIR},
+      {std::string(PAYLOADRUN_DEMO_SOURCE_DIR) + "/demo.json", PAYLOADRUN_DEMO_BUILD_DIR},
+  };
+  std::string tried;
+  for (const auto& c : candidates) {
+    if (is_file(c.file)) return runner::load_scenario(c.file, c.base_dir);
+    tried += "\n  " + c.file;
+  }
+  throw runner::ScenarioError("the bundled demo scenario was not found; tried:" + tried);
+}
+
+std::optional<std::ofstream> open_report(const std::optional<std::string>& path) {
+  if (!path) return std::nullopt;
+  std::ofstream out(*path, std::ios::binary | std::ios::trunc);
+  if (!out) throw UsageError{fmt::format("cannot open report file {}: {}", *path, std::strerror(errno))};
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+      fmt::print("{}", usage_text);
+      return 0;
+    }
+  }
+  Args args;
+  runner::Scenario scenario;
+  std::optional<std::ofstream> json_out, junit_out;
+  try {
+    args = parse_args(argc, argv);
+    scenario = args.scenario ? runner::load_scenario(*args.scenario) : load_demo();
+    json_out = open_report(args.json_path);
+    junit_out = open_report(args.junit_path);
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "payloadrun: {}\n{}", e.message, usage_text);
+    return 2;
+  } catch (const runner::ScenarioError& e) {
+    fmt::print(stderr, "payloadrun: bad scenario: {}\n", e.what());
+    return 2;
+  }
+  runner::RunOptions options;
+  options.concurrency = args.concurrency.value_or(scenario.concurrency);
+  options.ring = args.ring;
+  options.cgroup_parent = args.cgroup_parent;
+  options.create_cgroups = args.create_cgroups;
+
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  runner::Progress progress(stderr, terminal, !args.quiet);
+  if (!args.quiet) {
+    fmt::print(stderr, "payloadrun: {}: {} invocations of {} payloads, concurrency {}\n", scenario.file,
+               scenario.total_invocations(), scenario.payloads.size(), options.concurrency);
+  }
+  runner::RunResult result;
+  try {
+    result = runner::run_scenario(scenario, options, progress.observer());
+  } catch (const payloadrun::Error& e) {
+    fmt::print(stderr, "payloadrun: {}\n", e.what());
+    return 2;
+  }
+  std::size_t failed = 0;
+  for (const auto& r : result.records) failed += !r.passed;
+  progress.finish({scenario.total_invocations(), result.records.size(), 0, failed, result.elapsed});
+
+  if (!args.quiet) {
+    std::fputs("\n", stdout);
+    runner::print_table(stdout, scenario, result);
+  }
+  runner::print_failures(stdout, result);
+  std::fflush(stdout);
+
+  int status = result.all_passed() ? 0 : 1;
+  if (json_out) {
+    runner::write_json_report(*json_out, result);
+    json_out->close();
+    if (!*json_out) {
+      fmt::print(stderr, "payloadrun: writing {} failed\n", *args.json_path);
+      status = 1;
+    }
+  }
+  if (junit_out) {
+    runner::write_junit_report(*junit_out, scenario, result);
+    junit_out->close();
+    if (!*junit_out) {
+      fmt::print(stderr, "payloadrun: writing {} failed\n", *args.junit_path);
+      status = 1;
+    }
+  }
+  if (result.interrupted) {
+    fmt::print(stderr, "payloadrun: interrupted; {} of {} invocations completed\n", result.records.size(),
+               scenario.total_invocations());
+    return 130;
+  }
+  if (!args.quiet) {
+    fmt::print(stderr, "payloadrun: {} of {} invocations passed in {:.2f}s\n", result.records.size() - failed,
+               result.records.size(), std::chrono::duration<double>(result.elapsed).count());
+  }
+  return status;
+}

@@ -1,0 +1,240 @@
+// Reports: the JSON document, JUnit XML and the terminal table.
+#include "report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include <fmt/format.h>
+#include <payloadrun/evaluate.hpp>
+
+namespace runner {
+namespace {
+
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";  // JSON has no inf/nan
+  return fmt::format("{}", v);
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto idx = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) ;
+  return v[std::min(v.size() - 1, idx == 0 ? 0 : idx - 1)];
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string failure_summary(const InvocationRecord& r) {
+  std::string s;
+  for (const auto& d : r.details) {
+    if (!s.empty()) s += "; ";
+    const auto nl = d.message.find('\n');
+    s += fmt::format("[{}] {}", payloadrun::to_string(d.kind), d.message.substr(0, nl));
+  }
+  if (s.empty()) s = r.timed_out ? "timed out" : "failed";
+  return s;
+}
+
+}  // namespace
+
+std::string json_quote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04x}", c);
+        else out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      case '\n': out += "&#10;"; break;  // kept inside attributes too
+      case '\r': out += "&#13;"; break;
+      case '\t': out += "&#9;"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) out += "\xEF\xBF\xBD";
+        else out += ch;
+    }
+  }
+  return out;
+}
+
+void write_json_report(std::ostream& out, const RunResult& result) {
+  out << "{\"passed\": " << (result.all_passed() && !result.interrupted ? "true" : "false")
+      << ", \"interrupted\": " << (result.interrupted ? "true" : "false")
+      << ", \"elapsed_ms\": "
+      << number(std::chrono::duration<double, std::milli>(result.elapsed).count())
+      << ", \"invocations\": [";
+  bool first = true;
+  for (const auto& r : result.records) {
+    out << (first ? "\n" : ",\n");
+    first = false;
+    out << "  {\"payload\": " << json_quote(r.payload) << ", \"payload_index\": "
+        << (r.spawned ? std::to_string(r.payload_index) : std::string("null"))
+        << ", \"scenario_index\": " << r.scenario_index << ", \"invocation\": " << r.invocation
+        << ", \"pid\": " << r.pid << ", \"exit_code\": " << r.exit_code
+        << ", \"timed_out\": " << (r.timed_out ? "true" : "false")
+        << ", \"passed\": " << (r.passed ? "true" : "false") << ", \"details\": [";
+    for (std::size_t i = 0; i < r.details.size(); ++i) {
+      out << (i ? ", " : "") << "{\"kind\": " << json_quote(payloadrun::to_string(r.details[i].kind))
+          << ", \"message\": " << json_quote(r.details[i].message) << "}";
+    }
+    out << "], \"metrics\": [";
+    for (std::size_t i = 0; i < r.metrics.size(); ++i) {
+      const auto& m = r.metrics[i];
+      out << (i ? ", " : "") << "{\"name\": " << json_quote(m.name) << ", \"value\": " << number(m.value)
+          << ", \"polarity\": " << json_quote(payloadrun::to_string(m.polarity))
+          << ", \"unit\": " << json_quote(m.unit)
+          << ", \"source\": " << json_quote(payloadrun::to_string(m.source))
+          << ", \"stream\": " << json_quote(payloadrun::to_string(m.stream)) << "}";
+    }
+    out << "], \"stdout_truncated\": " << (r.stdout_truncated ? "true" : "false")
+        << ", \"stderr_truncated\": " << (r.stderr_truncated ? "true" : "false")
+        << ", \"duration_ms\": " << number(r.duration_ms) << "}";
+  }
+  out << "\n]}\n";
+}
+
+void write_junit_report(std::ostream& out, const Scenario& scenario, const RunResult& result) {
+  std::vector<std::vector<const InvocationRecord*>> by_payload(scenario.payloads.size());
+  for (const auto& r : result.records) by_payload.at(r.scenario_index).push_back(&r);
+  std::size_t failures = 0;
+  for (const auto& r : result.records) failures += !r.passed;
+  out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  out << fmt::format("<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{:.3f}\">\n",
+                     xml_escape(scenario.file), result.records.size(), failures,
+                     std::chrono::duration<double>(result.elapsed).count());
+  for (std::size_t i = 0; i < scenario.payloads.size(); ++i) {
+    const auto& records = by_payload[i];
+    const std::string& name = scenario.payloads[i].payload->name;
+    std::size_t suite_failures = 0;
+    double suite_ms = 0;
+    for (const auto* r : records) {
+      suite_failures += !r->passed;
+      suite_ms += r->duration_ms;
+    }
+    out << fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" time=\"{:.3f}\">\n",
+                       xml_escape(name), records.size(), suite_failures, suite_ms / 1000);
+    for (const auto* r : records) {
+      out << fmt::format("    <testcase classname=\"payloadrun.{}\" name=\"{}#{}\" time=\"{:.3f}\"",
+                         xml_escape(name), xml_escape(name), r->invocation, r->duration_ms / 1000);
+      if (r->passed) {
+        out << "/>\n";
+        continue;
+      }
+      out << ">\n";
+      std::string kinds, body;
+      for (const auto& d : r->details) {
+        if (!kinds.empty()) kinds += ",";
+        kinds += payloadrun::to_string(d.kind);
+        body += fmt::format("[{}] {}\n", payloadrun::to_string(d.kind), d.message);
+      }
+      if (r->timed_out) body += "timed out (killed at the deadline)\n";
+      body += fmt::format("pid {}, exit code {}, {:.1f} ms\n", r->pid, r->exit_code, r->duration_ms);
+      out << fmt::format("      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
+                         xml_escape(failure_summary(*r)), xml_escape(kinds.empty() ? "failure" : kinds),
+                         xml_escape(body));
+      out << "    </testcase>\n";
+    }
+    out << "  </testsuite>\n";
+  }
+  out << "</testsuites>\n";
+}
+
+void print_table(std::FILE* out, const Scenario& scenario, const RunResult& result) {
+  struct Row {
+    std::size_t invocations = 0, passed = 0, failed = 0, timed_out = 0;
+    std::vector<double> durations;
+    std::map<std::string, std::vector<double>> metric_values;
+  };
+  std::vector<Row> rows(scenario.payloads.size());
+  for (const auto& r : result.records) {
+    Row& row = rows.at(r.scenario_index);
+    ++row.invocations;
+    r.passed ? ++row.passed : ++row.failed;
+    row.timed_out += r.timed_out;
+    if (r.spawned) row.durations.push_back(r.duration_ms);
+    for (const auto& hint : scenario.payloads[r.scenario_index].payload->metrics) {
+      auto it = std::find_if(r.metrics.begin(), r.metrics.end(), [&](const auto& m) { return m.name == hint.name; });
+      if (it != r.metrics.end()) row.metric_values[hint.name].push_back(it->value);
+    }
+  }
+  std::size_t name_w = 7;
+  for (const auto& p : scenario.payloads) name_w = std::max(name_w, p.payload->name.size());
+  fmt::print(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9} {:>9}  {}\n", "payload", name_w, "runs", "passed",
+             "failed", "timeout", "p50 ms", "max ms", "metric medians");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& row = rows[i];
+    const auto& payload = *scenario.payloads[i].payload;
+    std::string metrics;
+    for (const auto& hint : payload.metrics) {
+      auto it = row.metric_values.find(hint.name);
+      if (!metrics.empty()) metrics += "  ";
+      if (it == row.metric_values.end()) {
+        metrics += fmt::format("{}=n/a", hint.name);
+      } else {
+        metrics += fmt::format("{}={:.6g}{}{}", hint.name, median(it->second),
+                               hint.unit.empty() ? "" : " ", hint.unit);
+      }
+    }
+    const double p50 = percentile(row.durations, 0.5);
+    const double max = row.durations.empty() ? 0 : *std::max_element(row.durations.begin(), row.durations.end());
+    fmt::print(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9.1f} {:>9.1f}  {}\n", payload.name, name_w,
+               row.invocations, row.passed, row.failed, row.timed_out, p50, max, metrics);
+  }
+}
+
+void print_failures(std::FILE* out, const RunResult& result, std::size_t limit) {
+  std::size_t shown = 0, failed = 0;
+  for (const auto& r : result.records) {
+    if (r.passed) continue;
+    ++failed;
+    if (shown == limit) continue;
+    ++shown;
+    fmt::print(out, "\nFAILED {}#{} (pid {}, exit code {}{}, {:.1f} ms)\n", r.payload, r.invocation, r.pid,
+               r.exit_code, r.timed_out ? ", timed out" : "", r.duration_ms);
+    for (const auto& d : r.details) {
+      std::string indented;
+      for (char c : d.message) {
+        indented += c;
+        if (c == '\n') indented += "      ";
+      }
+      fmt::print(out, "  [{}] {}\n", payloadrun::to_string(d.kind), indented);
+    }
+    if (r.details.empty()) fmt::print(out, "  (no detail)\n");
+  }
+  if (failed > shown) fmt::print(out, "\n... and {} more failed invocations (see --json/--junit)\n", failed - shown);
+}
+
+}  // namespace runner

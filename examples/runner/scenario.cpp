@@ -1,0 +1,303 @@
+// Scenario parsing with simdjson's DOM API. Every error names the file, the
+// JSON path of the offending value and what was expected there.
+#include "scenario.hpp"
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <payloadrun/error.hpp>
+
+namespace runner {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+const char* type_name(element_type t) {
+  switch (t) {
+    case element_type::ARRAY: return "an array";
+    case element_type::OBJECT: return "an object";
+    case element_type::INT64:
+    case element_type::UINT64: return "an integer";
+    case element_type::DOUBLE: return "a number";
+    case element_type::STRING: return "a string";
+    case element_type::BOOL: return "a boolean";
+    case element_type::NULL_VALUE: return "null";
+  }
+  return "a value";
+}
+
+// Parsing context: the file name, for messages.
+class Reader {
+ public:
+  explicit Reader(const std::string& file) : file_(file) {}
+
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    throw ScenarioError(fmt::format("{}: {}: {}", file_, path.empty() ? "(top level)" : path, what));
+  }
+  [[noreturn]] void expected(const std::string& path, const std::string& what, element e) const {
+    fail(path, fmt::format("expected {}, got {}", what, type_name(e.type())));
+  }
+
+  object as_object(element e, const std::string& path, const char* what = "an object") const {
+    object o;
+    if (e.get(o) != simdjson::SUCCESS) expected(path, what, e);
+    return o;
+  }
+  simdjson::dom::array as_array(element e, const std::string& path, const char* what) const {
+    simdjson::dom::array a;
+    if (e.get(a) != simdjson::SUCCESS) expected(path, what, e);
+    return a;
+  }
+  std::string as_string(element e, const std::string& path, const char* what = "a string") const {
+    std::string_view s;
+    if (e.get(s) != simdjson::SUCCESS) expected(path, what, e);
+    return std::string(s);
+  }
+  std::string as_nonempty_string(element e, const std::string& path) const {
+    std::string s = as_string(e, path, "a non-empty string");
+    if (s.empty()) fail(path, "expected a non-empty string, got \"\"");
+    return s;
+  }
+  bool as_bool(element e, const std::string& path) const {
+    bool b = false;
+    if (e.get(b) != simdjson::SUCCESS) expected(path, "true or false", e);
+    return b;
+  }
+  double as_number(element e, const std::string& path) const {
+    if (!e.is_number()) expected(path, "a number", e);
+    double d = 0;
+    if (e.get(d) != simdjson::SUCCESS) expected(path, "a number", e);
+    return d;
+  }
+  std::int64_t as_integer(element e, const std::string& path, std::int64_t lo, std::int64_t hi,
+                          const char* what) const {
+    std::int64_t v = 0;
+    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) expected(path, what, e);
+    if (v < lo || v > hi) fail(path, fmt::format("expected {}, got {}", what, v));
+    return v;
+  }
+  // Unknown keys are errors (a typo must not silently drop a check).
+  void only_keys(object o, const std::string& path, std::initializer_list<std::string_view> keys) const {
+    for (auto field : o) {
+      bool known = false;
+      for (auto k : keys) known = known || k == field.key;
+      if (!known) {
+        fail(join(path, field.key), fmt::format("unknown key; expected one of: {}", fmt::join(keys, ", ")));
+      }
+    }
+  }
+  element required(object o, const std::string& path, std::string_view key, const char* what) const {
+    element e;
+    if (o[key].get(e) != simdjson::SUCCESS) fail(join(path, key), fmt::format("missing; expected {}", what));
+    return e;
+  }
+  static std::string join(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+  }
+  static std::string index(const std::string& path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
+
+ private:
+  const std::string& file_;
+};
+
+payloadrun::OutputFormat parse_output(const Reader& r, element e, const std::string& path) {
+  constexpr const char* what = R"("json", "exit_code" or {"deferred": "hint"})";
+  std::string_view s;
+  if (e.get(s) == simdjson::SUCCESS) {
+    if (s == "json") return payloadrun::output::Json{};
+    if (s == "exit_code") return payloadrun::output::ExitCode{};
+    r.fail(path, fmt::format("expected {}, got \"{}\"", what, s));
+  }
+  object o;
+  if (e.get(o) != simdjson::SUCCESS) r.expected(path, what, e);
+  r.only_keys(o, path, {"deferred"});
+  element hint = r.required(o, path, "deferred", "a hint string or null");
+  payloadrun::output::Deferred d;
+  if (!hint.is_null()) d.hint = r.as_string(hint, Reader::join(path, "deferred"), "a hint string or null");
+  return d;
+}
+
+payloadrun::MetricHint parse_hint(const Reader& r, element e, const std::string& path) {
+  object o = r.as_object(e, path, R"(an object {"name", "polarity", "unit"})");
+  r.only_keys(o, path, {"name", "polarity", "unit"});
+  payloadrun::MetricHint h;
+  h.name = r.as_nonempty_string(r.required(o, path, "name", "a metric name"), Reader::join(path, "name"));
+  element pol;
+  if (o["polarity"].get(pol) == simdjson::SUCCESS) {
+    const std::string p_path = Reader::join(path, "polarity");
+    const std::string p = r.as_string(pol, p_path, R"("higher_better" or "lower_better")");
+    if (p == "higher_better") h.polarity = payloadrun::Polarity::higher_better;
+    else if (p == "lower_better") h.polarity = payloadrun::Polarity::lower_better;
+    else if (p == "unknown") h.polarity = payloadrun::Polarity::unknown;
+    else r.fail(p_path, fmt::format(R"(expected "higher_better" or "lower_better", got "{}")", p));
+  }
+  element unit;
+  if (o["unit"].get(unit) == simdjson::SUCCESS) h.unit = r.as_string(unit, Reader::join(path, "unit"));
+  return h;
+}
+
+payloadrun::MetricCheck parse_check(const Reader& r, element e, const std::string& path) {
+  constexpr const char* what = R"(an object with one key: "min", "max", "range", "exists" or "exit_code")";
+  object o = r.as_object(e, path, what);
+  if (o.size() != 1) r.fail(path, fmt::format("expected {}, got {} keys", what, o.size()));
+  auto field = *o.begin();
+  const std::string key(field.key);
+  const std::string kpath = Reader::join(path, key);
+  try {
+    if (key == "min" || key == "max") {
+      object b = r.as_object(field.value, kpath, R"(an object {"metric", "value"})");
+      r.only_keys(b, kpath, {"metric", "value"});
+      std::string m = r.as_nonempty_string(r.required(b, kpath, "metric", "a metric name"),
+                                           Reader::join(kpath, "metric"));
+      double v = r.as_number(r.required(b, kpath, "value", "a number"), Reader::join(kpath, "value"));
+      return key == "min" ? payloadrun::MetricCheck::min(std::move(m), v)
+                          : payloadrun::MetricCheck::max(std::move(m), v);
+    }
+    if (key == "range") {
+      object b = r.as_object(field.value, kpath, R"(an object {"metric", "lo", "hi"})");
+      r.only_keys(b, kpath, {"metric", "lo", "hi"});
+      std::string m = r.as_nonempty_string(r.required(b, kpath, "metric", "a metric name"),
+                                           Reader::join(kpath, "metric"));
+      double lo = r.as_number(r.required(b, kpath, "lo", "a number"), Reader::join(kpath, "lo"));
+      double hi = r.as_number(r.required(b, kpath, "hi", "a number"), Reader::join(kpath, "hi"));
+      if (lo > hi) {
+        r.fail(kpath, fmt::format("expected lo <= hi, got lo = {} > hi = {}", lo, hi));
+      }
+      return payloadrun::MetricCheck::range(std::move(m), lo, hi);
+    }
+    if (key == "exists") {
+      return payloadrun::MetricCheck::exists(r.as_nonempty_string(field.value, kpath));
+    }
+    if (key == "exit_code") {
+      return payloadrun::MetricCheck::exit_code_eq(static_cast<int>(
+          r.as_integer(field.value, kpath, -1, 255, "an exit code (an integer from -1 to 255)")));
+    }
+  } catch (const payloadrun::Error& err) {
+    r.fail(kpath, err.what());
+  }
+  r.fail(kpath, fmt::format("unknown check; expected {}", what));
+}
+
+ScenarioPayload parse_payload(const Reader& r, element e, const std::string& path,
+                              const std::string& base_dir) {
+  object o = r.as_object(e, path, "a payload object");
+  r.only_keys(o, path,
+              {"name", "binary", "args", "output", "metrics", "checks", "timeout_ms", "cgroup",
+               "own_cgroup", "uses_parent_pgrp", "env", "count"});
+  auto p = std::make_shared<payloadrun::Payload>();
+  p->name = r.as_nonempty_string(r.required(o, path, "name", "a payload name"), Reader::join(path, "name"));
+  p->binary = r.as_nonempty_string(r.required(o, path, "binary", "a binary path or name"),
+                                   Reader::join(path, "binary"));
+  if (p->binary.starts_with("./")) {
+    p->binary = base_dir + p->binary.substr(1);
+  } else if (p->binary.starts_with("../")) {
+    p->binary = base_dir + "/" + p->binary;
+  }
+  ScenarioPayload sp;
+  element v;
+  if (o["args"].get(v) == simdjson::SUCCESS) {
+    const std::string apath = Reader::join(path, "args");
+    std::size_t i = 0;
+    for (element a : r.as_array(v, apath, "an array of strings")) {
+      p->default_args.push_back(r.as_string(a, Reader::index(apath, i++)));
+    }
+  }
+  if (o["output"].get(v) == simdjson::SUCCESS) p->output = parse_output(r, v, Reader::join(path, "output"));
+  if (o["metrics"].get(v) == simdjson::SUCCESS) {
+    const std::string mpath = Reader::join(path, "metrics");
+    std::size_t i = 0;
+    for (element m : r.as_array(v, mpath, "an array of metric hints")) {
+      p->metrics.push_back(parse_hint(r, m, Reader::index(mpath, i++)));
+    }
+  }
+  if (o["checks"].get(v) == simdjson::SUCCESS) {
+    const std::string cpath = Reader::join(path, "checks");
+    std::size_t i = 0;
+    for (element c : r.as_array(v, cpath, "an array of checks")) {
+      p->default_checks.push_back(parse_check(r, c, Reader::index(cpath, i++)));
+    }
+  }
+  if (o["timeout_ms"].get(v) == simdjson::SUCCESS) {
+    sp.timeout = std::chrono::milliseconds(r.as_integer(
+        v, Reader::join(path, "timeout_ms"), 1, 365LL * 24 * 3600 * 1000, "a positive integer (milliseconds)"));
+  }
+  if (o["cgroup"].get(v) == simdjson::SUCCESS) {
+    sp.cgroup = r.as_nonempty_string(v, Reader::join(path, "cgroup"));
+  }
+  if (o["own_cgroup"].get(v) == simdjson::SUCCESS) sp.own_cgroup = r.as_bool(v, Reader::join(path, "own_cgroup"));
+  if (o["uses_parent_pgrp"].get(v) == simdjson::SUCCESS) {
+    p->uses_parent_pgrp = r.as_bool(v, Reader::join(path, "uses_parent_pgrp"));
+  }
+  if (o["env"].get(v) == simdjson::SUCCESS) {
+    const std::string epath = Reader::join(path, "env");
+    for (auto field : r.as_object(v, epath, R"(an object {"NAME": "value"})")) {
+      const std::string kpath = Reader::join(epath, field.key);
+      if (field.key.empty() || field.key.find('=') != std::string_view::npos) {
+        r.fail(kpath, "expected an environment variable name (non-empty, no '=')");
+      }
+      sp.env.emplace_back(std::string(field.key), r.as_string(field.value, kpath));
+    }
+  }
+  if (o["count"].get(v) == simdjson::SUCCESS) {
+    sp.count = static_cast<std::size_t>(
+        r.as_integer(v, Reader::join(path, "count"), 0, 10'000'000, "a non-negative integer"));
+  }
+  sp.payload = std::move(p);
+  return sp;
+}
+
+}  // namespace
+
+std::size_t Scenario::total_invocations() const noexcept {
+  std::size_t n = 0;
+  for (const auto& p : payloads) n += p.count;
+  return n;
+}
+
+Scenario parse_scenario(std::string_view json, const std::string& file, const std::string& base_dir) {
+  Reader r(file);
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(json);
+  element root;
+  if (auto err = parser.parse(padded).get(root); err != simdjson::SUCCESS) {
+    throw ScenarioError(fmt::format("{}: not valid JSON: {}", file, simdjson::error_message(err)));
+  }
+  object top = r.as_object(root, "", R"(an object {"concurrency", "payloads"})");
+  r.only_keys(top, "", {"concurrency", "payloads"});
+  Scenario s;
+  s.file = file;
+  element v;
+  if (top["concurrency"].get(v) == simdjson::SUCCESS) {
+    s.concurrency = static_cast<std::size_t>(
+        r.as_integer(v, "concurrency", 1, 1'000'000, "a positive integer"));
+  }
+  auto payloads = r.as_array(r.required(top, "", "payloads", "an array of payloads"), "payloads",
+                             "an array of payloads");
+  std::size_t i = 0;
+  for (element p : payloads) {
+    s.payloads.push_back(parse_payload(r, p, Reader::index("payloads", i++), base_dir));
+  }
+  if (s.payloads.empty()) r.fail("payloads", "expected at least one payload, got an empty array");
+  return s;
+}
+
+Scenario load_scenario(const std::string& file, const std::string& base_dir) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ScenarioError(fmt::format("{}: cannot open the scenario file", file));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ScenarioError(fmt::format("{}: cannot read the scenario file", file));
+  const auto slash = file.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : file.substr(0, slash));
+  return parse_scenario(text.str(), file, base_dir.empty() ? dir : base_dir);
+}
+
+}  // namespace runner

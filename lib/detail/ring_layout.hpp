@@ -1,0 +1,89 @@
+// The shared-memory ring's binary layout (docs/ring-format.md) and the
+// primitives both sides use: CRC32C, futex, monotonic clock, pid liveness.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace payloadrun::detail {
+
+inline constexpr std::uint32_t ring_magic = 0x474e5252;    // "RRNG" little-endian
+inline constexpr std::uint32_t ring_version = 1;
+inline constexpr std::uint32_t record_magic = 0x43525250;  // "PRRC"
+inline constexpr std::uint32_t slot_reserved = 0x56534552;  // "RESV"
+inline constexpr std::uint32_t slot_committed = 0x544d4f43;  // "COMT"
+inline constexpr std::size_t ring_header_size = 4096;
+inline constexpr std::size_t record_header_size = 64;
+inline constexpr std::size_t record_align = 64;
+inline constexpr std::size_t min_ring_capacity = 4096;
+inline constexpr std::size_t max_ring_capacity = std::size_t{1} << 40;
+
+enum class RingState : std::uint32_t { uninitialised = 0, initialising = 1, ready = 2 };
+
+/// The 4096-byte header page at offset 0 of the shm object.
+struct RingHeader {
+  std::atomic<std::uint32_t> magic;    // ring_magic, stored (release) last at creation
+  std::uint32_t version;               // ring_version
+  std::atomic<std::uint32_t> state;    // RingState
+  std::uint32_t header_size;           // ring_header_size
+  std::uint64_t capacity;              // bytes of the data area (a power of two)
+  alignas(64) pthread_mutex_t reserve_lock;  // robust, process-shared
+  alignas(64) std::atomic<std::uint64_t> head;  // next reservation position
+  alignas(64) std::atomic<std::uint64_t> tail;  // consumer's read position
+  std::atomic<std::uint64_t> abandoned;          // reservations skipped (cumulative)
+  std::atomic<std::uint64_t> corrupt;            // records failing their checksum
+  alignas(64) std::atomic<std::uint32_t> commit_seq;  // futex word: +1 per commit
+  std::atomic<std::uint32_t> waiters;                 // consumers sleeping on commit_seq
+  std::atomic<std::uint32_t> consumer_pid;            // informational
+};
+static_assert(sizeof(RingHeader) <= ring_header_size);
+// Documented offsets (docs/ring-format.md): the format, not an accident.
+static_assert(offsetof(RingHeader, reserve_lock) == 64 && offsetof(RingHeader, head) == 128 &&
+              offsetof(RingHeader, tail) == 192 && offsetof(RingHeader, commit_seq) == 256 &&
+              offsetof(RingHeader, consumer_pid) == 264);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+/// The 64-byte header before every record body in the data area.
+struct RecordHeader {
+  std::atomic<std::uint32_t> state;  // 0 / slot_reserved / slot_committed
+  std::uint32_t magic;               // record_magic
+  std::uint16_t version;             // ring_version
+  std::uint16_t type;                // RecordType
+  std::uint32_t pid;                 // producer pid
+  std::uint64_t payload_index;
+  std::uint32_t length;              // body bytes in this record (fragment)
+  std::uint32_t body_crc;            // CRC32C of the body bytes
+  std::uint64_t reserve_ns;          // CLOCK_MONOTONIC at reservation
+  std::uint64_t message_id;          // unique per producer process
+  std::uint32_t frag_index;
+  std::uint32_t frag_count;
+  std::uint32_t total_length;        // bytes of the whole message
+  std::uint32_t header_crc;          // CRC32C of bytes [4, 60)
+};
+static_assert(sizeof(RecordHeader) == record_header_size);
+static_assert(offsetof(RecordHeader, payload_index) == 16 && offsetof(RecordHeader, reserve_ns) == 32 &&
+              offsetof(RecordHeader, header_crc) == 60);
+
+/// Slot bytes a record of `length` body bytes occupies.
+constexpr std::uint64_t slot_size(std::uint64_t length) noexcept {
+  return (record_header_size + length + record_align - 1) / record_align * record_align;
+}
+
+std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
+std::uint32_t header_crc(const RecordHeader& h) noexcept;
+
+std::uint64_t monotonic_ns() noexcept;
+/// False only when `pid` certainly does not exist (ESRCH).
+bool pid_alive(std::uint32_t pid) noexcept;
+
+/// Shared (not FUTEX_PRIVATE) futex on a word of the mapping.
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+/// Sleep while `word == expected`, at most `timeout_ns`.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::uint64_t timeout_ns) noexcept;
+
+}  // namespace payloadrun::detail

@@ -1,0 +1,218 @@
+// Ring mapping (create/open), CRC32C, futex and clock helpers.
+#include "detail/ring_shm.hpp"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "payloadrun/error.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+constexpr std::array<std::uint32_t, 256> make_crc_table() {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+constexpr auto crc_table = make_crc_table();
+
+std::uint64_t round_capacity(std::size_t want) {
+  std::uint64_t c = min_ring_capacity;
+  while (c < want && c < max_ring_capacity) c <<= 1;
+  return c;
+}
+
+[[noreturn]] void fail(const std::string& name, const std::string& what, int err) {
+  throw Error(Errc::ring, fmt::format("ring '{}': {}: {}", name, what, std::strerror(err)), err);
+}
+
+}  // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcept {
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  for (std::size_t i = 0; i < n; ++i) crc = crc_table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::uint32_t header_crc(const RecordHeader& h) noexcept {
+  return crc32c(reinterpret_cast<const unsigned char*>(&h) + 4, 56);
+}
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+bool pid_alive(std::uint32_t pid) noexcept {
+  if (pid == 0 || pid > 0x3fffffffu) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) == 0) return true;
+  return errno != ESRCH;
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT32_MAX, nullptr,
+            nullptr, 0);
+}
+
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::uint64_t timeout_ns) noexcept {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000u);
+  ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000u);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, &ts, nullptr,
+            0);
+}
+
+std::string shm_path(const std::string& name) {
+  std::string n = name;
+  if (!n.empty() && n[0] == '/') n.erase(0, 1);
+  if (n.empty() || n.size() > 200 || n.find('/') != std::string::npos || n == "." || n == ".." ||
+      n.find('\0') != std::string::npos) {
+    throw Error(Errc::ring, fmt::format("ring name '{}' is not usable: give a plain name of 1-200 "
+                                        "characters without '/' (it lives in /dev/shm)",
+                                        name));
+  }
+  return "/" + n;
+}
+
+RingMap::RingMap(const std::string& name, const RingOptions& options) : name_(name) {
+  const std::string path = shm_path(name);
+  bool creator = false;
+  const auto deadline = monotonic_ns() + static_cast<std::uint64_t>(options.open_timeout.count()) * 1'000'000u;
+  std::uint64_t capacity = round_capacity(options.capacity);
+  for (;;) {
+    int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                        static_cast<mode_t>(options.mode));
+    if (fd >= 0) {
+      fd_.reset(fd);
+      creator = true;
+      ::fchmod(fd, static_cast<mode_t>(options.mode));  // umask must not narrow it
+      break;
+    }
+    if (errno != EEXIST) fail(name, "cannot create it in /dev/shm", errno);
+    fd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+    if (fd >= 0) {
+      fd_.reset(fd);
+      break;
+    }
+    if (errno != ENOENT) fail(name, "cannot open it in /dev/shm (check its owner and mode)", errno);
+    // Removed between our two calls: try creating again.
+  }
+  if (creator) {
+    map_size_ = ring_header_size + capacity;
+    if (::ftruncate(fd_.get(), static_cast<off_t>(map_size_)) != 0) {
+      const int err = errno;
+      ::shm_unlink(path.c_str());
+      fail(name, fmt::format("cannot size it to {} bytes", map_size_), err);
+    }
+  } else {
+    // Wait for the creator to size it and publish the magic.
+    for (;;) {
+      struct stat st {};
+      if (::fstat(fd_.get(), &st) != 0) fail(name, "cannot stat it", errno);
+      if (static_cast<std::size_t>(st.st_size) >= ring_header_size) {
+        void* p = ::mmap(nullptr, ring_header_size, PROT_READ, MAP_SHARED, fd_.get(), 0);
+        if (p == MAP_FAILED) fail(name, "cannot map its header", errno);
+        const auto* h = static_cast<const RingHeader*>(p);
+        const std::uint32_t magic = h->magic.load(std::memory_order_acquire);
+        const std::uint32_t version = h->version;
+        const std::uint64_t cap = h->capacity;
+        ::munmap(p, ring_header_size);
+        if (magic == ring_magic) {
+          if (version != ring_version) {
+            throw Error(Errc::ring, fmt::format("ring '{}' has format version {}, this library "
+                                                "reads version {}: remove it (rm /dev/shm/{}) or "
+                                                "use a matching payloadrun",
+                                                name, version, ring_version, path.substr(1)));
+          }
+          if (cap < min_ring_capacity || cap > max_ring_capacity || (cap & (cap - 1)) != 0 ||
+              static_cast<std::uint64_t>(st.st_size) < ring_header_size + cap) {
+            throw Error(Errc::ring, fmt::format("ring '{}' has a corrupt header (capacity {}, "
+                                                "size {}): remove /dev/shm/{}",
+                                                name, cap, st.st_size, path.substr(1)));
+          }
+          capacity = cap;
+          map_size_ = ring_header_size + cap;
+          break;
+        }
+      }
+      if (monotonic_ns() > deadline) {
+        throw Error(Errc::ring, fmt::format("ring '{}' exists but was not initialised within {} ms "
+                                            "(its creator died?): remove /dev/shm/{} and retry",
+                                            name, options.open_timeout.count(), path.substr(1)));
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  base_ = ::mmap(nullptr, map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (base_ == MAP_FAILED) {
+    base_ = nullptr;
+    fail(name, fmt::format("cannot map {} bytes", map_size_), errno);
+  }
+  header_ = static_cast<RingHeader*>(base_);
+  data_ = static_cast<unsigned char*>(base_) + ring_header_size;
+  capacity_ = capacity;
+  if (creator) {
+    // The file is zero-filled; initialise, then publish the magic last.
+    header_->state.store(static_cast<std::uint32_t>(RingState::initialising));
+    header_->version = ring_version;
+    header_->header_size = ring_header_size;
+    header_->capacity = capacity;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&header_->reserve_lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    header_->state.store(static_cast<std::uint32_t>(RingState::ready));
+    header_->magic.store(ring_magic, std::memory_order_release);
+  }
+}
+
+RingMap::~RingMap() {
+  if (base_ != nullptr) ::munmap(base_, map_size_);
+}
+
+void RingMap::copy_in(std::uint64_t pos, const char* src, std::size_t n) const noexcept {
+  const std::uint64_t off = pos & mask();
+  const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
+  std::memcpy(data_ + off, src, first);
+  if (first < n) std::memcpy(data_, src + first, n - first);
+}
+
+void RingMap::copy_out(std::uint64_t pos, char* dst, std::size_t n) const noexcept {
+  const std::uint64_t off = pos & mask();
+  const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
+  std::memcpy(dst, data_ + off, first);
+  if (first < n) std::memcpy(dst + first, data_, n - first);
+}
+
+std::uint32_t RingMap::crc_at(std::uint64_t pos, std::size_t n) const noexcept {
+  const std::uint64_t off = pos & mask();
+  const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
+  std::uint32_t c = crc32c(data_ + off, first);
+  if (first < n) c = crc32c(data_, n - first, c);
+  return c;
+}
+
+}  // namespace payloadrun::detail

@@ -1,0 +1,299 @@
+// Ring consumer side: RingConsumer (reads records in reservation order,
+// verifies checksums, skips abandoned reservations, reassembles fragments,
+// waits on the shared futex) and Drain (messages -> sidecar lines).
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "detail/log.hpp"
+#include "detail/ring_json.hpp"
+#include "detail/ring_shm.hpp"
+#include "payloadrun/error.hpp"
+#include "payloadrun/ring.hpp"
+
+namespace payloadrun {
+
+using detail::RecordHeader;
+using detail::RingHeader;
+
+namespace {
+// Bound on a reassembled message held in memory.
+constexpr std::uint64_t max_message_bytes = std::uint64_t{4} << 30;
+
+struct Partial {
+  RecordType type;
+  std::uint64_t payload_index;
+  std::uint32_t frag_count;
+  std::uint32_t next_frag = 0;
+  std::uint32_t total_length;
+  std::string body;
+};
+}  // namespace
+
+struct RingConsumer::Impl {
+  detail::RingMap map;
+  RingOptions options;
+  RingStats stats;
+  std::vector<std::string> reports;
+  std::map<std::pair<std::uint32_t, std::uint64_t>, Partial> partials;  // (pid, message_id)
+
+  Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {
+    // One consumer at a time: claim consumer_pid; a dead holder's claim is
+    // taken over. (Not a file lock: a forked child would inherit that.)
+    const auto me = static_cast<std::uint32_t>(::getpid());
+    std::atomic<std::uint32_t>& owner = map.header().consumer_pid;
+    for (;;) {
+      std::uint32_t cur = owner.load();
+      if (cur != 0 && (cur == me || detail::pid_alive(cur))) {
+        throw Error(Errc::ring, fmt::format("ring '{}' already has a consumer (pid {}); stop it "
+                                            "first",
+                                            name, cur));
+      }
+      if (owner.compare_exchange_strong(cur, me)) break;
+    }
+  }
+  ~Impl() {
+    auto me = static_cast<std::uint32_t>(::getpid());
+    map.header().consumer_pid.compare_exchange_strong(me, 0);
+  }
+
+  void report(std::string s) {
+    try {
+      detail::logger()->warn("{}", s);
+    } catch (...) {
+    }
+    reports.push_back(std::move(s));
+  }
+
+  void advance(std::uint64_t to) { map.header().tail.store(to, std::memory_order_release); }
+
+  // A header that cannot be trusted at `pos`: scan forward for the next
+  // committed record whose header checksum holds, else skip to head.
+  void resync(std::uint64_t pos, std::uint64_t head, const char* why) {
+    std::uint64_t p = pos + detail::record_align;
+    for (; p < head; p += detail::record_align) {
+      const RecordHeader& r = map.record_at(p);
+      if (r.magic != detail::record_magic) continue;
+      const std::uint32_t st = r.state.load(std::memory_order_acquire);
+      if (st == detail::slot_committed && r.header_crc == detail::header_crc(r) &&
+          detail::slot_size(r.length) <= head - p) {
+        break;
+      }
+      if (st == detail::slot_reserved && r.version == detail::ring_version &&
+          detail::slot_size(r.length) <= head - p) {
+        break;
+      }
+    }
+    ++stats.corrupt;
+    map.header().corrupt.fetch_add(1);
+    report(fmt::format("ring '{}': corrupt record header at offset {} ({}); skipped {} bytes",
+                       map.name(), pos, why, p - pos));
+    advance(p);
+  }
+
+  enum class Step { message, progressed, blocked, empty };
+
+  // Process the record at tail. `out` is filled when a whole message is ready.
+  Step step(std::optional<RingMessage>& out) {
+    RingHeader& h = map.header();
+    const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+    const std::uint64_t head = h.head.load(std::memory_order_acquire);
+    if (tail == head) return Step::empty;
+    if (head < tail || head - tail > map.capacity() || (tail % detail::record_align) != 0 ||
+        head - tail < detail::record_header_size) {
+      ++stats.corrupt;
+      report(fmt::format("ring '{}': head {} and tail {} are inconsistent; skipping to head",
+                         map.name(), head, tail));
+      advance(head);
+      return Step::progressed;
+    }
+    const RecordHeader& r = map.record_at(tail);
+    const std::uint32_t st = r.state.load(std::memory_order_acquire);
+    if (r.magic != detail::record_magic) {
+      resync(tail, head, "bad magic");
+      return Step::progressed;
+    }
+    if (st == detail::slot_reserved) {
+      const std::uint64_t slot = detail::slot_size(r.length);
+      if (slot > head - tail) {
+        resync(tail, head, "reserved length out of bounds");
+        return Step::progressed;
+      }
+      const std::uint64_t age = detail::monotonic_ns() - r.reserve_ns;
+      const auto limit = static_cast<std::uint64_t>(options.abandon_timeout.count()) * 1'000'000u;
+      const bool dead = !detail::pid_alive(r.pid);
+      if (!dead && age < limit) return Step::blocked;
+      ++stats.abandoned;
+      h.abandoned.fetch_add(1);
+      report(fmt::format("ring '{}': skipped a reservation of {} bytes by pid {} ({}), payload "
+                         "index {}",
+                         map.name(), r.length, r.pid, dead ? "the producer is gone" : "timed out",
+                         r.payload_index));
+      advance(tail + slot);
+      return Step::progressed;
+    }
+    if (st != detail::slot_committed) {
+      resync(tail, head, "unknown state");
+      return Step::progressed;
+    }
+    // Copy the header out before trusting anything in it.
+    RecordHeader hdr;
+    std::memcpy(static_cast<void*>(&hdr), &r, sizeof hdr);
+    const std::uint64_t slot = detail::slot_size(hdr.length);
+    if (hdr.header_crc != detail::header_crc(hdr) || slot > head - tail ||
+        hdr.version != detail::ring_version) {
+      resync(tail, head, "header checksum mismatch");
+      return Step::progressed;
+    }
+    std::string body(hdr.length, '\0');
+    map.copy_out(tail + detail::record_header_size, body.data(), hdr.length);
+    const bool body_ok = detail::crc32c(body.data(), body.size()) == hdr.body_crc;
+    advance(tail + slot);
+    if (!body_ok) {
+      ++stats.corrupt;
+      h.corrupt.fetch_add(1);
+      report(fmt::format("ring '{}': record of pid {} payload index {} failed its checksum "
+                         "(torn or corrupt); dropped",
+                         map.name(), hdr.pid, hdr.payload_index));
+      if (hdr.frag_count > 1) drop_partial(hdr.pid, hdr.message_id, "a fragment was corrupt");
+      return Step::progressed;
+    }
+    ++stats.records;
+    const auto type = static_cast<RecordType>(hdr.type);
+    if (type != RecordType::metrics && type != RecordType::raw_output) {
+      ++stats.corrupt;
+      report(fmt::format("ring '{}': record of unknown type {} from pid {}; skipped", map.name(),
+                         hdr.type, hdr.pid));
+      return Step::progressed;
+    }
+    if (hdr.frag_count <= 1 && hdr.frag_index == 0) {
+      if (hdr.total_length != hdr.length) {
+        ++stats.corrupt;
+        report(fmt::format("ring '{}': record lengths disagree; skipped", map.name()));
+        return Step::progressed;
+      }
+      out = RingMessage{type, hdr.pid, hdr.payload_index, hdr.message_id, std::move(body)};
+      return Step::message;
+    }
+    return fragment(hdr, type, std::move(body), out);
+  }
+
+  void drop_partial(std::uint32_t pid, std::uint64_t id, const char* why) {
+    auto it = partials.find({pid, id});
+    const std::uint64_t index = it != partials.end() ? it->second.payload_index : 0;
+    if (it != partials.end()) partials.erase(it);
+    ++stats.incomplete;
+    report(fmt::format("ring '{}': fragmented message {} of pid {} (payload index {}) is "
+                       "incomplete: {}",
+                       map.name(), id, pid, index, why));
+  }
+
+  Step fragment(const RecordHeader& hdr, RecordType type, std::string body,
+                std::optional<RingMessage>& out) {
+    const auto key = std::make_pair(hdr.pid, hdr.message_id);
+    if (hdr.frag_index >= hdr.frag_count || hdr.total_length > max_message_bytes) {
+      ++stats.corrupt;
+      report(fmt::format("ring '{}': fragment {}/{} of pid {} is inconsistent; skipped",
+                         map.name(), hdr.frag_index, hdr.frag_count, hdr.pid));
+      return Step::progressed;
+    }
+    auto it = partials.find(key);
+    if (hdr.frag_index == 0) {
+      if (it != partials.end()) drop_partial(hdr.pid, hdr.message_id, "restarted");
+      Partial p{type, hdr.payload_index, hdr.frag_count, 0, hdr.total_length, {}};
+      p.body.reserve(hdr.total_length);
+      it = partials.emplace(key, std::move(p)).first;
+    } else if (it == partials.end()) {
+      // Its first fragments were lost (abandoned, corrupt, or consumed by a
+      // consumer that stopped).
+      if (hdr.frag_index + 1 == hdr.frag_count) {
+        drop_partial(hdr.pid, hdr.message_id, "its first fragments are missing");
+      }
+      return Step::progressed;
+    }
+    Partial& p = it->second;
+    if (hdr.frag_index != p.next_frag || hdr.frag_count != p.frag_count ||
+        hdr.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
+      drop_partial(hdr.pid, hdr.message_id, "fragments out of sequence");
+      return Step::progressed;
+    }
+    p.body += body;
+    ++p.next_frag;
+    if (p.next_frag < p.frag_count) return Step::progressed;
+    if (p.body.size() != p.total_length) {
+      drop_partial(hdr.pid, hdr.message_id, "length mismatch");
+      return Step::progressed;
+    }
+    out = RingMessage{p.type, hdr.pid, p.payload_index, hdr.message_id, std::move(p.body)};
+    partials.erase(it);
+    return Step::message;
+  }
+
+  std::optional<RingMessage> next(std::chrono::milliseconds timeout) {
+    const std::uint64_t deadline =
+        detail::monotonic_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
+    RingHeader& h = map.header();
+    for (;;) {
+      std::optional<RingMessage> out;
+      const std::uint32_t seq = h.commit_seq.load(std::memory_order_seq_cst);
+      const Step s = step(out);
+      if (s == Step::message) {
+        ++stats.messages;
+        stats.bytes += out->body.size();
+        return out;
+      }
+      if (s == Step::progressed) continue;
+      const std::uint64_t now = detail::monotonic_ns();
+      if (now >= deadline) return std::nullopt;
+      // Sleep until a commit (or, while a live producer holds the record at
+      // tail, at most 5 ms before re-checking it for abandonment).
+      std::uint64_t wait = deadline - now;
+      if (s == Step::blocked) wait = std::min<std::uint64_t>(wait, 5'000'000u);
+      h.waiters.fetch_add(1, std::memory_order_seq_cst);
+      if (h.commit_seq.load(std::memory_order_seq_cst) == seq) {
+        // A commit after our step() changed seq: then we do not sleep.
+        detail::futex_wait(h.commit_seq, seq, wait);
+      }
+      h.waiters.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+};
+
+RingConsumer::RingConsumer(const std::string& name, RingOptions options)
+    : impl_(std::make_unique<Impl>(name, options)) {}
+RingConsumer::~RingConsumer() = default;
+RingConsumer::RingConsumer(RingConsumer&&) noexcept = default;
+RingConsumer& RingConsumer::operator=(RingConsumer&&) noexcept = default;
+
+std::optional<RingMessage> RingConsumer::next(std::chrono::milliseconds timeout) {
+  try {
+    return impl_->next(timeout);
+  } catch (const std::bad_alloc&) {
+    impl_->report("ring: out of memory while reading a record");
+    return std::nullopt;
+  }
+}
+
+bool RingConsumer::empty() const noexcept {
+  const RingHeader& h = impl_->map.header();
+  return h.head.load(std::memory_order_acquire) == h.tail.load(std::memory_order_acquire);
+}
+bool RingConsumer::has_partial() const noexcept { return !impl_->partials.empty(); }
+
+void RingConsumer::abandon_partials() {
+  while (!impl_->partials.empty()) {
+    const auto key = impl_->partials.begin()->first;
+    impl_->drop_partial(key.first, key.second, "the consumer stopped before its last fragment");
+  }
+}
+
+const RingStats& RingConsumer::stats() const noexcept { return impl_->stats; }
+std::vector<std::string> RingConsumer::take_reports() { return std::exchange(impl_->reports, {}); }
+std::size_t RingConsumer::capacity() const noexcept { return impl_->map.capacity(); }
+
+}  // namespace payloadrun

@@ -1,0 +1,490 @@
+// The SHM ring with real shared memory and real processes: round trips,
+// multi-producer losslessness under a slow consumer, abandoned reservations,
+// corruption, fragmentation, consumer restart, body round-trip exactness.
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "detail/ring_layout.hpp"
+#include "payloadrun/error.hpp"
+#include "payloadrun/evaluate.hpp"
+#include "payloadrun/ring.hpp"
+#include "test_ring_util.hpp"
+
+using namespace payloadrun;
+using namespace ring_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::uint64_t mono_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string seq_body(int producer, int seq) { return fmt::format("p{} s{} {}", producer, seq, std::string(static_cast<std::size_t>(seq % 37), 'x')); }
+
+// Parses "pP sS ..." bodies.
+std::pair<int, int> parse_seq(const std::string& body) {
+  int p = -1, s = -1;
+  std::sscanf(body.c_str(), "p%d s%d", &p, &s);
+  return {p, s};
+}
+
+// ------------------------------------------------------------ body codecs
+
+TEST(RingCodec, MetricsRoundTripIsExact) {
+  Completion c;
+  c.payload_name = "na\"me\\ with \n\t\x01\x1f ctl and ünïcode ☃";
+  c.pid = 1234;
+  c.metrics.payload_index = 77;
+  c.metrics.exit_code = -1;
+  c.metrics.timed_out = true;
+  c.metrics.killed_by_signal = 9;
+  const std::vector<double> values = {0.1, -0.0, 5e-324, 1.7976931348623157e308, 1e21, 123456789.123456789,
+                                      9007199254740993.0, -2.5e-300, 1.0 / 3.0, 42};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    c.metrics.add(fmt::format("m.{}\x02\"", i), values[i], MetricSource::deferred,
+                  i % 2 ? MetricStream::stderr_stream : MetricStream::stdout_stream);
+    c.metrics.set_hint(i, i % 3 == 0 ? Polarity::lower_better : Polarity::higher_better, "µs\n");
+  }
+  c.result = AssertResult::fail({DetailKind::bounds, "x < \"y\"\n"});
+  c.error = "boom\r";
+  const MetricsRecord r = decode_metrics(encode_metrics(c, true));
+  EXPECT_EQ(r.payload_name, c.payload_name);
+  EXPECT_EQ(r.payload_index, 77u);
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.killed_by_signal, 9);
+  EXPECT_TRUE(r.deferred);
+  EXPECT_FALSE(r.result.passed);
+  EXPECT_EQ(r.result.details, c.result.details);
+  EXPECT_EQ(r.error, c.error);
+  ASSERT_EQ(r.metrics.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const Metric a = c.metrics[i], b = r.metrics[i];
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(std::memcmp(&a.value, &b.value, sizeof(double)), 0) << "value " << i << " " << b.value;
+    EXPECT_EQ(a.polarity, b.polarity);
+    EXPECT_EQ(a.unit, b.unit);
+    EXPECT_EQ(a.source, b.source);
+    EXPECT_EQ(a.stream, b.stream);
+  }
+}
+
+TEST(RingCodec, RawRoundTripIsExact) {
+  RawPayloadOutput raw;
+  raw.payload_index = 5;
+  raw.payload_name = "deferred";
+  raw.stdout_text = std::string("{\"a\":1}\n\0zero\x7f", 15);
+  raw.stderr_text = "err\x1b[31m";
+  raw.hint = "look at \"iops\"";
+  raw.metric_hints = {{"a", Polarity::higher_better, "ops"}, {"b", Polarity::unknown, ""}};
+  raw.metric_bounds = MetricBounds{3, -0.5, std::numeric_limits<double>::infinity()};
+  raw.exit_code = 2;
+  raw.timed_out = true;
+  raw.checks = {MetricCheck::exit_code_eq(0), MetricCheck::min("a", 0.1), MetricCheck::max("b", 1e300),
+                MetricCheck::range("c", -1, 1), MetricCheck::exists("d")};
+  const RawPayloadOutput r = decode_raw(encode_raw(raw));
+  EXPECT_EQ(r.payload_index, raw.payload_index);
+  EXPECT_EQ(r.payload_name, raw.payload_name);
+  EXPECT_EQ(r.stdout_text, raw.stdout_text);
+  EXPECT_EQ(r.stderr_text, raw.stderr_text);
+  EXPECT_EQ(r.hint, raw.hint);
+  EXPECT_EQ(r.metric_hints, raw.metric_hints);
+  EXPECT_EQ(r.metric_bounds, raw.metric_bounds);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.checks, raw.checks);
+}
+
+TEST(RingCodec, InvalidUtf8IsReplacedNotShipped) {
+  RawPayloadOutput raw;
+  raw.stdout_text = "ok\xff\xfe end";
+  EXPECT_EQ(decode_raw(encode_raw(raw)).stdout_text, utf8_lossy(raw.stdout_text));
+}
+
+TEST(RingCodec, UntrustedBodiesThrowRingErrorsNeverCrash) {
+  RawPayloadOutput raw;
+  raw.stdout_text = "some text";
+  raw.checks = {MetricCheck::min("a", 1)};
+  const std::string good = encode_raw(raw);
+  Completion c;
+  c.metrics.add("x", 1);
+  const std::string goodm = encode_metrics(c, false);
+  int thrown = 0;
+  for (std::size_t cut = 0; cut < good.size(); ++cut) {
+    try {
+      decode_raw(good.substr(0, cut));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::ring);
+      ++thrown;
+    }
+  }
+  EXPECT_EQ(thrown, static_cast<int>(good.size()));
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 3000; ++i) {  // byte flips
+    std::string b = i % 2 ? good : goodm;
+    x = x * 1103515245 + 12345;
+    b[x % b.size()] = static_cast<char>(x >> 16);
+    try {
+      if (i % 2) decode_raw(b); else decode_metrics(b);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::ring);
+    }
+  }
+  EXPECT_THROW(decode_metrics("{\"payload\":\"x\",\"payload_index\":-1}"), Error);
+  EXPECT_THROW(decode_metrics("[]"), Error);
+}
+
+// ------------------------------------------------------------ shared memory
+
+TEST(Ring, CreateIsRaceFreeAndNamesAreValidated) {
+  RingName name("create");
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 4; ++i) {
+    kids.push_back(fork_child([&] {
+      RingProducer p(name, {.capacity = 8192});
+      p.write(RecordType::metrics, static_cast<std::uint64_t>(i), seq_body(i, 0));
+      return p.flush_for(10s) ? 0 : 1;
+    }));
+  }
+  for (pid_t k : kids) EXPECT_TRUE(exited_ok(wait_child(k)));
+  RingConsumer consumer(name, {.capacity = 1 << 20});
+  EXPECT_EQ(consumer.capacity(), 8192u) << "an existing ring keeps its capacity";
+  std::set<std::uint64_t> got;
+  while (auto m = consumer.next(100ms)) got.insert(m->payload_index);
+  EXPECT_EQ(got, (std::set<std::uint64_t>{0, 1, 2, 3}));
+  EXPECT_THROW(RingConsumer{name.name}, Error) << "a second consumer is refused";
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/" + name.name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_THROW(RingProducer("a/b"), Error);
+  EXPECT_THROW(RingProducer(""), Error);
+}
+
+TEST(Ring, CrossProcessRoundTripAndWakeLatency) {
+  RingName name("roundtrip");
+  RingConsumer consumer(name, {.capacity = 1 << 16});
+  constexpr int n = 200;
+  const pid_t kid = fork_child([&] {
+    RingProducer p(name);
+    for (int i = 0; i < n; ++i) {
+      p.write(RecordType::raw_output, static_cast<std::uint64_t>(i),
+              std::to_string(mono_ns()));
+      if (!p.flush_for(10s)) return 1;
+      std::this_thread::sleep_for(500us);  // the consumer is asleep when the next commit lands
+    }
+    return 0;
+  });
+  std::vector<std::uint64_t> latency;
+  for (int i = 0; i < n; ++i) {
+    auto m = consumer.next(10s);
+    ASSERT_TRUE(m) << "record " << i;
+    const std::uint64_t now = mono_ns();
+    EXPECT_EQ(m->payload_index, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(m->type, RecordType::raw_output);
+    EXPECT_EQ(m->pid, static_cast<std::uint32_t>(kid));
+    latency.push_back(now - std::stoull(m->body));
+  }
+  EXPECT_TRUE(exited_ok(wait_child(kid)));
+  std::sort(latency.begin(), latency.end());
+  const double median_us = static_cast<double>(latency[latency.size() / 2]) / 1000.0;
+  const double p90_us = static_cast<double>(latency[latency.size() * 9 / 10]) / 1000.0;
+  RecordProperty("wake_median_us", fmt::format("{:.1f}", median_us));
+  std::printf("commit-to-consumer latency: median %.1f us, p90 %.1f us\n", median_us, p90_us);
+  EXPECT_LT(median_us, 1000.0) << "the consumer must wake within a millisecond of a commit";
+  EXPECT_EQ(consumer.stats().corrupt + consumer.stats().abandoned, 0u);
+}
+
+TEST(Ring, FourProducersHundredThousandEachThroughSixtyFourKiBWithPausingConsumer) {
+  RingName name("stress");
+  constexpr int producers = 4;
+  constexpr int per = 100000;
+  RingConsumer consumer(name, {.capacity = 64 * 1024});
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<pid_t> kids;
+  for (int p = 0; p < producers; ++p) {
+    kids.push_back(fork_child([&, p] {
+      RingProducer prod(name);
+      std::size_t max_depth = 0;
+      for (int s = 0; s < per; ++s) {
+        prod.write(RecordType::metrics, static_cast<std::uint64_t>(s), seq_body(p, s));
+        max_depth = std::max(max_depth, prod.queue_depth());
+        if (prod.queue_depth() > 4096 && !prod.flush_for(60s)) return 1;
+      }
+      if (!prod.flush_for(60s)) return 1;
+      return max_depth > 0 ? 0 : 4;  // the pauses must have made it queue
+    }));
+  }
+  std::vector<int> next_seq(producers, 0);
+  std::uint64_t total = 0;
+  bool ordered = true;
+  while (total < static_cast<std::uint64_t>(producers) * per) {
+    if (total % 50000 == 0) std::this_thread::sleep_for(100ms);  // pause: the ring fills
+    auto m = consumer.next(30s);
+    ASSERT_TRUE(m) << "stalled after " << total << " records";
+    const auto [p, s] = parse_seq(m->body);
+    ASSERT_TRUE(p >= 0 && p < producers) << m->body;
+    if (s != next_seq[static_cast<std::size_t>(p)]) ordered = false;
+    next_seq[static_cast<std::size_t>(p)] = s + 1;
+    ASSERT_EQ(m->body, seq_body(p, s));
+    ++total;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (pid_t k : kids) EXPECT_TRUE(exited_ok(wait_child(k)));
+  EXPECT_TRUE(ordered) << "each producer's records arrive exactly once, in order";
+  for (int p = 0; p < producers; ++p) EXPECT_EQ(next_seq[static_cast<std::size_t>(p)], per);
+  EXPECT_FALSE(consumer.next(50ms)) << "no duplicate or extra record";
+  EXPECT_EQ(consumer.stats().corrupt + consumer.stats().abandoned, 0u);
+  std::printf("4 x 100000 records through a 64 KiB ring: %.2f s, %.0f records/s\n", secs,
+              static_cast<double>(total) / secs);
+}
+
+TEST(Ring, ProducerKilledBetweenReserveAndCommitIsSkippedWithACount) {
+  RingName name("killed");
+  RingConsumer consumer(name, {.capacity = 1 << 16});
+  const pid_t victim = fork_child([&] {
+    RingProducer p(name);
+    p.write(RecordType::metrics, 0, "before");
+    p.set_after_reserve_hook([] { ::raise(SIGSTOP); });
+    p.write(RecordType::metrics, 1, "never committed");
+    return 0;
+  });
+  int status = 0;
+  ASSERT_EQ(::waitpid(victim, &status, WUNTRACED), victim);
+  ASSERT_TRUE(WIFSTOPPED(status));
+  // While the victim lives, its reservation blocks the records behind it.
+  const pid_t other = fork_child([&] {
+    RingProducer p(name);
+    for (int i = 0; i < 10; ++i) p.write(RecordType::metrics, 100 + static_cast<std::uint64_t>(i), "after");
+    return p.flush_for(10s) ? 0 : 1;
+  });
+  EXPECT_TRUE(exited_ok(wait_child(other)));
+  auto first = consumer.next(5s);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->body, "before");
+  EXPECT_FALSE(consumer.next(50ms)) << "a live producer's reservation is waited for";
+  ::kill(victim, SIGKILL);
+  ::waitpid(victim, &status, 0);
+  std::vector<std::uint64_t> after;
+  while (auto m = consumer.next(200ms)) after.push_back(m->payload_index);
+  EXPECT_EQ(after.size(), 10u);
+  EXPECT_EQ(consumer.stats().abandoned, 1u);
+  const auto reports = consumer.take_reports();
+  ASSERT_FALSE(reports.empty());
+  EXPECT_NE(reports[0].find("producer is gone"), std::string::npos) << reports[0];
+}
+
+TEST(Ring, StalledLiveProducerIsSkippedAfterTheAbandonTimeout) {
+  RingName name("stalled");
+  RingConsumer consumer(name, {.capacity = 1 << 16, .abandon_timeout = 200ms});
+  const pid_t victim = fork_child([&] {
+    RingProducer p(name);
+    p.set_after_reserve_hook([] { ::raise(SIGSTOP); });
+    p.write(RecordType::metrics, 1, "stuck");
+    return 0;
+  });
+  int status = 0;
+  ASSERT_EQ(::waitpid(victim, &status, WUNTRACED), victim);
+  {
+    RingProducer p(name);
+    p.write(RecordType::metrics, 2, "behind");
+  }
+  auto m = consumer.next(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "behind");
+  EXPECT_EQ(consumer.stats().abandoned, 1u);
+  ::kill(victim, SIGKILL);
+  ::waitpid(victim, &status, 0);
+}
+
+// Flip one byte of the mapped ring at data offset `off`.
+void flip_byte(const std::string& name, std::size_t off) {
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  void* p = ::mmap(nullptr, detail::ring_header_size + off + 1, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  static_cast<unsigned char*>(p)[detail::ring_header_size + off] ^= 0x20;
+  ::munmap(p, detail::ring_header_size + off + 1);
+  ::close(fd);
+}
+
+TEST(Ring, CorruptBodyAndHeaderBytesAreDetectedAndReported) {
+  RingName name("corrupt");
+  RingConsumer consumer(name, {.capacity = 1 << 16});
+  {
+    RingProducer p(name);
+    for (int i = 0; i < 4; ++i) p.write(RecordType::metrics, static_cast<std::uint64_t>(i), std::string(100, 'a' + static_cast<char>(i)));
+  }
+  const std::size_t slot = detail::slot_size(100);
+  flip_byte(name, slot + detail::record_header_size + 7);  // body of record 1
+  flip_byte(name, 2 * slot + 20);                            // header (payload_index) of record 2
+  std::vector<std::uint64_t> got;
+  while (auto m = consumer.next(100ms)) got.push_back(m->payload_index);
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{0, 3}));
+  EXPECT_EQ(consumer.stats().corrupt, 2u);
+  const auto reports = consumer.take_reports();
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_NE(reports[0].find("checksum"), std::string::npos) << reports[0];
+  EXPECT_NE(reports[1].find("corrupt record header"), std::string::npos) << reports[1];
+}
+
+TEST(Ring, GarbageRingNeverCrashesTheConsumer) {
+  RingName name("garbage");
+  RingConsumer consumer(name, {.capacity = 1 << 12});
+  {
+    RingProducer p(name);
+    for (int i = 0; i < 20; ++i) p.write(RecordType::metrics, static_cast<std::uint64_t>(i), std::string(50, 'z'));
+    p.flush();
+  }
+  std::uint32_t x = 99;
+  for (int round = 0; round < 200; ++round) {
+    for (int k = 0; k < 8; ++k) {
+      x = x * 1103515245 + 12345;
+      flip_byte(name, x % 4096);
+    }
+    while (consumer.next(0ms)) {
+    }
+    RingProducer p(name);
+    p.write(RecordType::metrics, 1, "fresh");
+  }
+  SUCCEED();
+}
+
+TEST(Ring, FortyMiBRecordThroughOneMiBRingIsReassembled) {
+  RingName name("huge");
+  RingConsumer consumer(name, {.capacity = 1 << 20});
+  RawPayloadOutput raw;
+  raw.payload_index = 9;
+  raw.payload_name = "huge";
+  raw.stdout_text.resize(40u << 20);
+  for (std::size_t i = 0; i < raw.stdout_text.size(); ++i) raw.stdout_text[i] = static_cast<char>('a' + i % 26);
+  const std::string body = encode_raw(raw);
+  const pid_t kid = fork_child([&] {
+    RingProducer p(name);
+    p.write(RecordType::raw_output, 9, body);
+    return p.flush_for(120s) ? 0 : 1;
+  });
+  auto m = consumer.next(120s);
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(exited_ok(wait_child(kid)));
+  EXPECT_EQ(m->body.size(), body.size());
+  EXPECT_TRUE(m->body == body);
+  EXPECT_EQ(decode_raw(m->body).stdout_text.size(), 40u << 20);
+  EXPECT_GT(consumer.stats().records, 40u * 4u);
+  EXPECT_EQ(consumer.stats().incomplete, 0u);
+}
+
+TEST(Ring, ConsumerRestartLosesAndDuplicatesNothing) {
+  RingName name("restart");
+  constexpr int n = 30000;
+  std::optional<RingConsumer> consumer(std::in_place, name, RingOptions{.capacity = 1 << 14});
+  const pid_t kid = fork_child([&] {
+    RingProducer p(name);
+    for (int s = 0; s < n; ++s) {
+      p.write(RecordType::metrics, static_cast<std::uint64_t>(s), seq_body(0, s));
+      if (p.queue_depth() > 1000 && !p.flush_for(60s)) return 1;
+    }
+    return p.flush_for(60s) ? 0 : 1;
+  });
+  int next = 0;
+  for (int round = 0; next < n; ++round) {
+    for (int k = 0; k < 2500 && next < n; ++k) {
+      auto m = consumer->next(30s);
+      ASSERT_TRUE(m) << next;
+      ASSERT_EQ(m->body, seq_body(0, next)) << "round " << round;
+      ++next;
+    }
+    consumer.reset();  // stop ...
+    std::this_thread::sleep_for(20ms);  // ... the producer queues meanwhile ...
+    consumer.emplace(name);  // ... and restart
+  }
+  EXPECT_TRUE(exited_ok(wait_child(kid)));
+  EXPECT_FALSE(consumer->next(50ms));
+}
+
+// ------------------------------------------------------------ deferred evaluation
+
+TEST(Deferred, HintsUniversalChecksBoundsAndDefaultChecks) {
+  RawPayloadOutput raw;
+  raw.payload_name = "d";
+  raw.stdout_text = R"(result: {"a.b": 1, "a": {"b": 2}, "iops": 50, "big": 1e9})";
+  raw.metric_hints = {{"iops", Polarity::higher_better, "ops"}};
+  raw.metric_bounds = MetricBounds{10, 0.0, 1e6};
+  raw.checks = {MetricCheck::exit_code_eq(0), MetricCheck::min("iops", 100)};
+  PayloadMetrics m;
+  const AssertResult r = evaluate_deferred(raw, {}, m);
+  EXPECT_FALSE(r.passed);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[*m.find("iops")].polarity, Polarity::higher_better);
+  EXPECT_EQ(m[0].source, MetricSource::deferred);
+  std::vector<std::string> msgs;
+  for (const auto& d : r.details) msgs.push_back(std::string(to_string(d.kind)) + ": " + d.message);
+  ASSERT_EQ(msgs.size(), 4u) << ::testing::PrintToString(msgs);
+  EXPECT_NE(msgs[0].find("extraction: duplicate metric name 'a.b'"), std::string::npos) << msgs[0];
+  EXPECT_NE(msgs[1].find("bounds: 4 metrics extracted, fewer than the minimum 10"), std::string::npos);
+  EXPECT_NE(msgs[2].find("bounds: metric 'big'"), std::string::npos) << msgs[2];
+  EXPECT_NE(msgs[3].find("iops"), std::string::npos) << msgs[3];
+}
+
+TEST(Deferred, ExtractorCommandAndStderrFallback) {
+  RawPayloadOutput raw;
+  raw.payload_name = "d";
+  raw.stdout_text = "nothing here";
+  raw.stderr_text = R"({"lat": 3})";
+  PayloadMetrics m;
+  AssertResult r = evaluate_deferred(raw, {.extractor = "cat"}, m);
+  EXPECT_TRUE(r.passed);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].stream, MetricStream::stderr_stream);
+  PayloadMetrics m2;
+  r = evaluate_deferred(raw, {.extractor = "/nonexistent/extractor --x"}, m2);
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(r.details[0].kind, DetailKind::extraction);
+  PayloadMetrics m3;
+  raw.stdout_text = R"({"x": 1})";
+  r = evaluate_deferred(raw, {.extractor = "sed s/x/y/"}, m3);  // argv split on spaces, no shell
+  ASSERT_EQ(m3.size(), 1u);
+  EXPECT_EQ(m3[0].name, "y");
+}
+
+TEST(Drain, PairsByPidAndIndexNotOrderAndReportsPairingFailures) {
+  std::vector<std::string> lines;
+  Drain drain([&](std::string_view l) { lines.emplace_back(l); });
+  RawPayloadOutput raw;
+  raw.payload_name = "def";
+  raw.stdout_text = R"({"v": 7})";
+  for (std::uint64_t i : {1u, 2u}) {
+    raw.payload_index = i;
+    drain.consume({RecordType::raw_output, 10, i, 0, encode_raw(raw)});
+  }
+  Completion c;
+  c.payload_name = "def";
+  c.metrics.payload_index = 2;
+  drain.consume({RecordType::metrics, 10, 2, 0, encode_metrics(c, true)});  // out of order
+  c.metrics.payload_index = 3;
+  drain.consume({RecordType::metrics, 10, 3, 0, encode_metrics(c, true)});  // no raw output
+  drain.consume({RecordType::metrics, 10, 4, 0, "{garbage"});
+  drain.finish();  // index 1: raw without metrics
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[0].find(R"("payload_index":2,"pid":10,"exit_code":0,"timed_out":false,"passed":true)"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find(R"({"name":"v","value":7.0,"polarity":"unknown","unit":"","source":"deferred","stream":"stdout"})"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find(R"("kind":"pairing")"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find(R"("payload_index":1)"), std::string::npos);
+  EXPECT_NE(lines[2].find(R"("kind":"pairing")"), std::string::npos) << lines[2];
+  EXPECT_EQ(drain.summary().pairing_failures, 2u);
+  EXPECT_EQ(drain.summary().decode_failures, 1u);
+}
+
+}  // namespace

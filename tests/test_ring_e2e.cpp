@@ -1,0 +1,186 @@
+// End to end: a Supervisor with options.ring emitting real payload
+// completions into a separate payloadrun-drain process, read back from its
+// sidecar.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <simdjson.h>
+
+#include "fixture.hpp"
+#include "payloadrun/ring.hpp"
+#include "test_ring_util.hpp"
+
+using namespace payloadrun;
+using namespace payloadrun_test;
+using namespace ring_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+class RingE2E : public ProcessTest {};
+
+pid_t start_drain(const std::string& ring, const std::string& out, const std::string& extractor = "") {
+  // meson test sets PAYLOADRUN_DRAIN; else the build tree's examples/.
+  static const std::string path = [] {
+    if (const char* env = std::getenv("PAYLOADRUN_DRAIN")) return std::string(env);
+    std::string self = self_exe();
+    return self.substr(0, self.rfind('/')) + "/../examples/payloadrun-drain";
+  }();
+  const char* drain = path.c_str();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string err = out + ".stderr";
+    std::freopen(err.c_str(), "w", stderr);
+    if (extractor.empty()) {
+      ::execl(drain, drain, "--ring", ring.c_str(), "--out", out.c_str(), "--capacity", "65536", nullptr);
+    } else {
+      ::execl(drain, drain, "--ring", ring.c_str(), "--out", out.c_str(), "--extractor",
+              extractor.c_str(), nullptr);
+    }
+    ::_exit(127);
+  }
+  return pid;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(f, l);) lines.push_back(l);
+  return lines;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST_F(RingE2E, SupervisorEmitsIntoADrainProcess) {
+  RingName ring("e2e");
+  const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-e2e.jsonl";
+  std::remove(out.c_str());
+  const pid_t drain = start_drain(ring, out);
+
+  SupervisorOptions o;
+  o.ring = ring.name;
+  Payload json = child_payload("json", {"json", R"({"iops": 1500.25, "lat": {"p99": 12}})"}, output::Json{});
+  json.default_checks = {MetricCheck::min("iops", 1000)};
+  Payload deferred = child_payload("deferred", {"json", R"(text before {"tput": 42} after)"},
+                                   output::Deferred{"look for tput"});
+  deferred.metrics = {{"tput", Polarity::higher_better, "MB/s"}};
+  deferred.metric_bounds = MetricBounds{1, 0.0, 100.0};
+  deferred.default_checks = {MetricCheck::exit_code_eq(0), MetricCheck::min("tput", 50)};
+  Payload failing = child_payload("exit3", {"exit", "3"});
+  failing.default_checks = {MetricCheck::exit_code_eq(0)};
+
+  Supervisor& s = sup(o);
+  constexpr int rounds = 20;
+  int done = 0;
+  for (int i = 0; i < rounds; ++i) {
+    for (const Payload* p : {&json, &deferred, &failing}) {
+      s.payload(*p).timeout(30s).spawn([&](Completion) { ++done; });
+    }
+  }
+  s.run();
+  EXPECT_EQ(done, rounds * 3);
+  // Let the drain catch up, then stop it.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (read_lines(out).size() < rounds * 3 && std::chrono::steady_clock::now() < deadline) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(drain, SIGTERM);
+  const int status = wait_child(drain, 30s);
+  const std::string log = slurp(out + ".stderr");
+  EXPECT_TRUE(exited_ok(status)) << log;
+  EXPECT_NE(log.find("0 corrupt, 0 abandoned"), std::string::npos) << log;
+
+  const auto lines = read_lines(out);
+  ASSERT_EQ(lines.size(), static_cast<std::size_t>(rounds * 3)) << log;
+  simdjson::dom::parser parser;
+  std::map<std::string, int> passed, count;
+  for (const auto& l : lines) {
+    simdjson::dom::element e = parser.parse(l);
+    const std::string name{std::string_view(e["payload"])};
+    ++count[name];
+    passed[name] += bool(e["passed"]);
+    if (name == "deferred") {
+      simdjson::dom::array metrics = e["metrics"];
+      ASSERT_EQ(metrics.size(), 1u) << l;
+      simdjson::dom::element m = metrics.at(0);
+      EXPECT_EQ(std::string_view(m["name"]), "tput");
+      EXPECT_EQ(double(m["value"]), 42.0);
+      EXPECT_EQ(std::string_view(m["polarity"]), "higher_better");
+      EXPECT_EQ(std::string_view(m["unit"]), "MB/s");
+      EXPECT_EQ(std::string_view(m["source"]), "deferred");
+      simdjson::dom::array details = e["details"];
+      ASSERT_EQ(details.size(), 1u) << l;  // min("tput", 50) fails on the consumer side
+      EXPECT_NE(std::string_view(details.at(0)["message"]).find("tput"), std::string_view::npos) << l;
+    }
+    if (name == "json") {
+      simdjson::dom::array metrics = e["metrics"];
+      EXPECT_EQ(metrics.size(), 2u);
+      EXPECT_EQ(double(metrics.at(0)["value"]), 1500.25);
+    }
+    if (name == "exit3") EXPECT_EQ(int64_t(e["exit_code"]), 3);
+  }
+  EXPECT_EQ(count["json"], rounds);
+  EXPECT_EQ(count["deferred"], rounds);
+  EXPECT_EQ(count["exit3"], rounds);
+  EXPECT_EQ(passed["json"], rounds);
+  EXPECT_EQ(passed["deferred"], 0);
+  EXPECT_EQ(passed["exit3"], 0);
+  std::remove(out.c_str());
+  std::remove((out + ".stderr").c_str());
+}
+
+TEST_F(RingE2E, EmitterQueuesWhenFullAndFlushesWhenTheDrainStartsLate) {
+  RingName ring("late");
+  const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-late.jsonl";
+  std::remove(out.c_str());
+  {
+    // A 4 KiB ring created by the emitter; no consumer yet.
+    auto emitter = std::make_shared<RingEmitter>(&loop_, ring.name, RingOptions{.capacity = 4096});
+    SupervisorOptions o;
+    o.emitter = emitter;
+    Supervisor& s = sup(o);
+    Payload p = child_payload("json", {"json", R"({"a": 1, "b": 2, "c": 3})"}, output::Json{});
+    for (int i = 0; i < 60; ++i) s.payload(p).timeout(30s).spawn([](Completion) {});
+    s.run();
+    EXPECT_GT(emitter->queue_depth(), 0u) << "the full ring made records wait in process";
+    const pid_t drain = start_drain(ring, out, "cat");
+    // The emitter's timer keeps the loop alive until everything is written.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (emitter->queue_depth() > 0 && std::chrono::steady_clock::now() < deadline) {
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    EXPECT_EQ(emitter->queue_depth(), 0u);
+    while (read_lines(out).size() < 60 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ::kill(drain, SIGTERM);
+    EXPECT_TRUE(exited_ok(wait_child(drain, 30s))) << slurp(out + ".stderr");
+    sup_.reset();
+  }
+  EXPECT_EQ(read_lines(out).size(), 60u);
+  std::remove(out.c_str());
+  std::remove((out + ".stderr").c_str());
+}
+
+TEST_F(RingE2E, DrainExitsNonZeroOnCorruption) {
+  RingName ring("drain-corrupt");
+  const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-corrupt.jsonl";
+  {
+    RingProducer p(ring.name, {.capacity = 1 << 16});
+    p.write(RecordType::metrics, 0, "{not json");
+  }
+  const pid_t drain = start_drain(ring, out);
+  std::this_thread::sleep_for(200ms);
+  ::kill(drain, SIGTERM);
+  const int status = wait_child(drain, 30s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << slurp(out + ".stderr");
+  EXPECT_NE(slurp(out + ".stderr").find("1 undecodable"), std::string::npos) << slurp(out + ".stderr");
+  std::remove(out.c_str());
+  std::remove((out + ".stderr").c_str());
+}
+
+}  // namespace
