@@ -113,7 +113,9 @@ function runSleep() {
     }, Math.max(50, (windowEnd - windowStart) * 1000));
   }, windowStart * 1000);
   function report() {
-    if (idle === null) fail('idle window did not fit before the first sleep ended (spawning too slow)');
+    // Spawning took longer than the sleep: no idle window exists; report null
+    // (a measurement condition of a loaded machine, not a wrong result).
+    if (idle === null) idle = { cpu_pct: null, window_s: 0 };
     console.log(JSON.stringify({
       mode: 'node_sleep', n, spawn_seconds: spawnS,
       idle_cpu_pct: idle.cpu_pct, idle_window_s: idle.window_s,

@@ -68,6 +68,7 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
       });
     }
     t_last_spawn = bench::clock::now();
+    const std::size_t rss_after_spawn = bench::rss_bytes();  // fallback when there is no idle window
     spawn_s = std::chrono::duration<double>(t_last_spawn - t0).count();
     const double window_start = 0.1;
     const double window_len = sleep_s - 0.1 - spawn_s - window_start;
@@ -88,12 +89,15 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
     if (window_len > 0.05) start_timer.start(window_start, 0, &on_start);
     uv_run(loop, UV_RUN_DEFAULT);
     if (done != n) bench::fail("only " + std::to_string(done) + " of " + std::to_string(n) + " completed");
-    if (idle_cpu_pct < 0) bench::fail("spawning took too long: no idle window before the first sleep ended");
+    // Spawning outlasted the sleep (a loaded machine): there is no idle
+    // window; report null rather than a made-up figure.
+    const std::string idle_cpu = idle_cpu_pct < 0 ? "null" : std::to_string(idle_cpu_pct);
+    if (idle_cpu_pct < 0) rss_spawned = rss_after_spawn;
     std::printf(
-        "{\"mode\":\"sleep\",\"n\":%ld,\"spawn_seconds\":%.4f,\"idle_cpu_pct\":%.4f,"
+        "{\"mode\":\"sleep\",\"n\":%ld,\"spawn_seconds\":%.4f,\"idle_cpu_pct\":%s,"
         "\"idle_window_s\":%.3f,\"rss_per_payload_kib\":%.3f,\"reap_tail_ms\":%.3f,"
         "\"wall_seconds\":%.4f}\n",
-        n, spawn_s, idle_cpu_pct, idle_window_s,
+        n, spawn_s, idle_cpu.c_str(), idle_window_s,
         (static_cast<double>(rss_spawned) - static_cast<double>(rss0)) / 1024.0 / static_cast<double>(n),
         std::chrono::duration<double, std::milli>(t_last_done - t_last_spawn).count() - sleep_s * 1000,
         std::chrono::duration<double>(t_last_done - t0).count());
