@@ -33,8 +33,8 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "the byte scans assume little-endian");
 
-// Objects with more keys than this find duplicates with a hash map up front;
-// smaller ones with a filter during the walk (see Extractor::Impl).
+// Objects with more keys than this find duplicates with a hash map; smaller
+// ones with a filter (see Extractor::Impl).
 constexpr std::size_t filter_key_limit = 64;
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
@@ -185,26 +185,26 @@ void lossy_utf8(std::string_view s, std::string& out) {
   }
 }
 
-// memcpy for the short names of the walk without a libc call: overlapping
-// word moves, all within [src, src + n).
+// Copy n bytes, sizeof(Word) <= n <= 2 * sizeof(Word), as two overlapping words.
+template <class Word>
+inline void copy_ends(char* dst, const char* src, std::size_t n) noexcept {
+  Word a;
+  Word b;
+  std::memcpy(&a, src, sizeof a);
+  std::memcpy(&b, src + n - sizeof b, sizeof b);
+  std::memcpy(dst, &a, sizeof a);
+  std::memcpy(dst + n - sizeof b, &b, sizeof b);
+}
+
+// memcpy for the short names of the walk, without a libc call.
 inline void copy_bytes(char* dst, const char* src, std::size_t n) noexcept {
   if (n >= 16) {
     for (std::size_t i = 0; i + 16 <= n; i += 16) std::memcpy(dst + i, src + i, 16);
     std::memcpy(dst + n - 16, src + n - 16, 16);
   } else if (n >= 8) {
-    std::uint64_t a = 0;
-    std::uint64_t b = 0;
-    std::memcpy(&a, src, 8);
-    std::memcpy(&b, src + n - 8, 8);
-    std::memcpy(dst, &a, 8);
-    std::memcpy(dst + n - 8, &b, 8);
+    copy_ends<std::uint64_t>(dst, src, n);
   } else if (n >= 4) {
-    std::uint32_t a = 0;
-    std::uint32_t b = 0;
-    std::memcpy(&a, src, 4);
-    std::memcpy(&b, src + n - 4, 4);
-    std::memcpy(dst, &a, 4);
-    std::memcpy(dst + n - 4, &b, 4);
+    copy_ends<std::uint32_t>(dst, src, n);
   } else {
     for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
   }
@@ -297,11 +297,10 @@ struct Extractor::Impl {
   const std::uint64_t* tape_ = nullptr;
   const std::uint8_t* strings_ = nullptr;
 
-  // Duplicate keys. An object is walked in one pass while a 512-bit filter
-  // (two bits per key) flags keys possibly seen before in it; a flagged key
-  // is compared with the earlier keys, and a real repeat (rare) undoes the
-  // object's metrics and walks it again with a plan that visits only each
-  // key's last occurrence. Objects with many keys are planned up front.
+  // Duplicate keys. Before an object's values are walked, its keys are
+  // checked (has_repeated_key); an object with a repeat (rare) or with many
+  // keys is walked by a plan that visits only each key's last occurrence.
+  // Every object is checked and walked once, so the walk stays linear.
   // Plans for objects at depth d use levels_[d]: objects at one depth never
   // overlap in time.
   struct Level {
@@ -343,6 +342,7 @@ struct Extractor::Impl {
   bool parse(std::string_view json, bool allow_lossy);
   void run(std::string_view text);
   void walk_object(std::size_t k, std::size_t depth);
+  bool has_repeated_key(std::size_t k, std::size_t closer) const noexcept;
   void walk_planned_object(std::size_t k, std::size_t depth);
   void walk_array(std::size_t k, std::size_t depth);
   void walk_field(std::string_view segment, std::size_t k, std::size_t depth);
@@ -424,36 +424,35 @@ void Extractor::Impl::walk_object(std::size_t k, std::size_t depth) {
   const std::uint64_t word = tape_[k];
   const std::size_t closer = static_cast<std::uint32_t>(word) - 1;
   const std::size_t keys = (word >> 32) & simdjson::internal::JSON_COUNT_MASK;
-  if (keys > filter_key_limit) {
+  if (keys > filter_key_limit || (keys > 1 && has_repeated_key(k, closer))) {
     walk_planned_object(k, depth);
     return;
   }
-  std::uint64_t filter[8] = {};
-  const std::size_t first_record = out_->records().size();
-  const std::size_t first_name = name_end_;
   for (std::size_t j = k + 1; j < closer && !full_; j = after(j + 1)) {
-    const std::string_view key = string_at(j);
-    if (keys > 1) {
-      const std::uint64_t h = key_hash(key);
-      std::uint64_t& word1 = filter[h >> 61];
-      std::uint64_t& word2 = filter[(h >> 52) & 7];
-      const std::uint64_t bit1 = std::uint64_t{1} << ((h >> 55) & 63);
-      const std::uint64_t bit2 = std::uint64_t{1} << ((h >> 46) & 63);
-      if ((word1 & bit1) != 0 && (word2 & bit2) != 0) {
-        for (std::size_t e = k + 1; e < j; e = after(e + 1)) {
-          if (string_at(e) == key) {  // a repeated key: start over with a plan
-            out_->records().resize(first_record);
-            name_end_ = first_name;
-            walk_planned_object(k, depth);
-            return;
-          }
-        }
-      }
-      word1 |= bit1;
-      word2 |= bit2;
-    }
-    walk_field(key, j + 1, depth + 1);
+    walk_field(string_at(j), j + 1, depth + 1);
   }
+}
+
+// Whether a key of the (small) object at k repeats: a 512-bit filter, two
+// bits per key, flags possible repeats, which are then compared for real.
+bool Extractor::Impl::has_repeated_key(std::size_t k, std::size_t closer) const noexcept {
+  std::uint64_t filter[8] = {};
+  for (std::size_t j = k + 1; j < closer; j = after(j + 1)) {
+    const std::string_view key = string_at(j);
+    const std::uint64_t h = key_hash(key);
+    std::uint64_t& word1 = filter[h >> 61];
+    std::uint64_t& word2 = filter[(h >> 52) & 7];
+    const std::uint64_t bit1 = std::uint64_t{1} << ((h >> 55) & 63);
+    const std::uint64_t bit2 = std::uint64_t{1} << ((h >> 46) & 63);
+    if ((word1 & bit1) != 0 && (word2 & bit2) != 0) {
+      for (std::size_t e = k + 1; e < j; e = after(e + 1)) {
+        if (string_at(e) == key) return true;
+      }
+    }
+    word1 |= bit1;
+    word2 |= bit2;
+  }
+  return false;
 }
 
 // Walk only each key's last occurrence (serde_json's map keeps the last
