@@ -64,10 +64,7 @@ void on_stdin_written(uv_write_t* req, int status) {
       logger()->warn("payload '{}': writing stdin failed: {}", inv->payload->name,
                      uv_strerror(status));
     }
-    if (inv->stdin_open) {
-      inv->stdin_open = false;
-      close_handle(*inv, reinterpret_cast<uv_handle_t*>(&inv->stdin_pipe));
-    }
+    close_if_open(*inv, inv->stdin_open, &inv->stdin_pipe);
   });
 }
 

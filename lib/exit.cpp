@@ -87,10 +87,7 @@ void on_timer(uv_timer_t* t) {
       logger()->warn("payload '{}': {} did not empty in time; leaving it", inv->payload->name,
                      inv->cgroup->path());
       inv->cgroup_empty = true;
-      if (inv->cgroup_poll_open) {
-        inv->cgroup_poll_open = false;
-        close_handle(*inv, reinterpret_cast<uv_handle_t*>(&inv->cgroup_poll));
-      }
+      close_if_open(*inv, inv->cgroup_poll_open, &inv->cgroup_poll);
     }
     maybe_complete(*inv);
   });
@@ -256,14 +253,8 @@ void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal) {
   inv.leader_exited = true;
   inv.exit_code = exit_code;
   inv.term_signal = signal;
-  if (inv.exit_poll_open) {
-    inv.exit_poll_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.exit_poll));
-  }
-  if (inv.process_open) {
-    inv.process_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
-  }
+  close_if_open(inv, inv.exit_poll_open, &inv.exit_poll);
+  close_if_open(inv, inv.process_open, &inv.process);
   inv.pidfd.reset();
   refresh_cgroup_empty(inv);
   if (streams_done(inv) && inv.cgroup_empty) {
@@ -322,25 +313,13 @@ void abandon_invocation(Invocation& inv) noexcept {
   }
   inv.leader_exited = true;
   inv.pidfd.reset();
-  if (inv.exit_poll_open) {
-    inv.exit_poll_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.exit_poll));
-  }
-  if (inv.process_open) {
-    inv.process_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
-  }
-  if (inv.stdin_open) {
-    inv.stdin_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.stdin_pipe));
-  }
+  close_if_open(inv, inv.exit_poll_open, &inv.exit_poll);
+  close_if_open(inv, inv.process_open, &inv.process);
+  close_if_open(inv, inv.stdin_open, &inv.stdin_pipe);
   close_stream(inv, inv.out);
   close_stream(inv, inv.err);
   wait_cgroup_empty_blocking(inv);
-  if (inv.cgroup_poll_open) {
-    inv.cgroup_poll_open = false;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.cgroup_poll));
-  }
+  close_if_open(inv, inv.cgroup_poll_open, &inv.cgroup_poll);
   try {
     maybe_complete(inv);
   } catch (...) {

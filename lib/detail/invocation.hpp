@@ -136,6 +136,13 @@ void abandon_invocation(Invocation& inv) noexcept;
 /// Wait for the process behind `pidfd` to end and reap it.
 bool reap_pidfd_blocking(int pidfd) noexcept;
 void close_handle(Invocation& inv, uv_handle_t* h);
+/// Close the handle `h` if `open` says it is open (and clear the flag).
+template <class Handle>
+void close_if_open(Invocation& inv, bool& open, Handle* h) {
+  if (!open) return;
+  open = false;
+  close_handle(inv, reinterpret_cast<uv_handle_t*>(h));
+}
 
 // emit.cpp
 Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv);
