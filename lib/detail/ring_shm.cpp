@@ -46,10 +46,40 @@ std::uint64_t round_capacity(std::size_t want) {
 
 }  // namespace
 
+namespace {
+
+std::uint32_t crc32c_table(const unsigned char* p, std::size_t n, std::uint32_t crc) noexcept {
+  for (std::size_t i = 0; i < n; ++i) crc = crc_table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+// The SSE4.2 crc32 instruction computes the same CRC-32C, 8 bytes a step.
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
+                                                              std::uint32_t crc) noexcept {
+  std::uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  for (; n > 0; --n, ++p) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return c32;
+}
+const bool have_sse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
+}  // namespace
+
 std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
-  for (std::size_t i = 0; i < n; ++i) crc = crc_table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+#if defined(__x86_64__)
+  crc = have_sse42 ? crc32c_sse42(p, n, crc) : crc32c_table(p, n, crc);
+#else
+  crc = crc32c_table(p, n, crc);
+#endif
   return ~crc;
 }
 
