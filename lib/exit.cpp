@@ -77,6 +77,11 @@ void on_timer(uv_timer_t* t) {
       return;  // the exit watcher completes the invocation
     }
     // Leader gone, pipes still open past the grace period (or deadline).
+    // libuv's clock can run a little behind ours: never act early.
+    if (!deadline_passed && !(inv->drain_until && now >= *inv->drain_until)) {
+      arm_timer(*inv);
+      return;
+    }
     if (deadline_passed) inv->timed_out = true;
     inv->drain_cut_short = true;
     logger()->info("payload '{}': descendants held its output open; drain cut short",
@@ -98,10 +103,11 @@ void on_timer(uv_timer_t* t) {
 void arm_timer(Invocation& inv) {
   std::optional<Clock::time_point> at = inv.deadline;
   if (inv.leader_exited) {
-    const auto grace_end = Clock::now() + inv.impl->options.drain_grace;
-    if (!at || grace_end < *at) at = grace_end;
+    if (!inv.drain_until) inv.drain_until = Clock::now() + inv.impl->options.drain_grace;
+    if (!at || *inv.drain_until < *at) at = inv.drain_until;
   }
   if (!at) return;
+  uv_update_time(inv.impl->loop);  // time the timer from now, not the loop's cached now
   if (!inv.timer_open) {
     uv_timer_init(inv.impl->loop, &inv.timer);
     inv.timer.data = &inv;

@@ -67,6 +67,7 @@ struct Invocation {
   // Progress.
   Clock::time_point start;
   std::optional<Clock::time_point> deadline;
+  std::optional<Clock::time_point> drain_until;  // end of the drain grace
   bool leader_exited = false;  // exit observed and status collected
   int exit_code = 0;
   std::optional<int> term_signal;
