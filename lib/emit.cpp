@@ -31,8 +31,9 @@ void emit_safely(Emitter& emitter, const char* what, const std::string& payload,
 
 }  // namespace
 
-std::uint64_t next_payload_index() noexcept {
-  return payload_invocation_counter.fetch_add(1, std::memory_order_relaxed);
+std::uint64_t next_payload_index(const SupervisorOptions& options) noexcept {
+  const std::uint64_t k = payload_invocation_counter.fetch_add(1, std::memory_order_relaxed);
+  return k * options.index_stride + options.index_offset;
 }
 
 Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
@@ -63,7 +64,7 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
   if (const auto* deferred = std::get_if<output::Deferred>(&p.output)) {
     // Raw output ships for consumer-side extraction; both records share one
     // index. Only exit_code_eq can be judged here.
-    m.payload_index = next_payload_index();
+    m.payload_index = next_payload_index(impl.options);
     if (auto d = exit_code_mismatch_detail(inv.checks, m.exit_code, c.stderr_text)) {
       c.result.merge(AssertResult::fail(std::move(*d)));
     }
@@ -94,7 +95,7 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
     }
   }
   apply_hints(m, p.metrics);
-  m.payload_index = next_payload_index();
+  m.payload_index = next_payload_index(impl.options);
   c.result = evaluate_checks(inv.checks, m, c.stderr_text);
   if (impl.emitter) {
     emit_safely(*impl.emitter, "metrics", p.name, c,

@@ -301,6 +301,12 @@ void on_sigchld(uv_signal_t* /*h*/, int /*signum*/) {
 }
 
 void init_impl(Supervisor::Impl& impl) {
+  if (impl.options.index_stride == 0 || impl.options.index_offset >= impl.options.index_stride) {
+    throw Error(Errc::invalid_argument,
+                fmt::format("Supervisor: index_offset ({}) must be below index_stride ({}); "
+                            "slice I of N uses offset I and stride N",
+                            impl.options.index_offset, impl.options.index_stride));
+  }
   impl.emitter = impl.options.emitter;
   if (!impl.emitter) {  // a ring: options.ring, else $PAYLOADRUN_RING (ring.cpp)
     const char* env = std::getenv("PAYLOADRUN_RING");

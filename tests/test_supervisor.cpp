@@ -123,6 +123,37 @@ TEST_F(SupervisorTest, PayloadIndexIsUniqueAndIncreasing) {
   EXPECT_LT(a.metrics.payload_index, b.metrics.payload_index);
 }
 
+TEST_F(SupervisorTest, PayloadIndexSpaceForSlices) {
+  // Slice 2 of 3: every index is k * 3 + 2, and the indices still increase.
+  SupervisorOptions o;
+  o.index_stride = 3;
+  o.index_offset = 2;
+  Supervisor& s = sup(o);
+  std::vector<std::uint64_t> seen;
+  for (int i = 0; i < 4; ++i) {
+    seen.push_back(s.payload(child_payload("slice", {"exit", "0"})).run().metrics.payload_index);
+  }
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i] % 3, 2u) << seen[i];
+    if (i > 0) EXPECT_GT(seen[i], seen[i - 1]);
+  }
+}
+
+TEST_F(SupervisorTest, PayloadIndexSpaceRejectsAnOffsetOutsideTheStride) {
+  for (auto [stride, offset] : {std::pair<std::uint64_t, std::uint64_t>{0, 0}, {4, 4}, {2, 7}}) {
+    SupervisorOptions o;
+    o.index_stride = stride;
+    o.index_offset = offset;
+    try {
+      Supervisor s(o);
+      ADD_FAILURE() << "stride " << stride << " offset " << offset << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::invalid_argument);
+      EXPECT_THAT(e.what(), HasSubstr("index_offset"));
+    }
+  }
+}
+
 TEST_F(SupervisorTest, SpawnErrorsAreSynchronousAndActionable) {
   Supervisor& s = sup();
   try {

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -62,6 +63,14 @@ struct SupervisorOptions {
   /// Shared-memory ring to emit to (name under /dev/shm). Empty: the
   /// PAYLOADRUN_RING environment variable, if set; else none.
   std::string ring;
+  /// Payload-index space, for runs split over several processes or
+  /// machines: this supervisor's invocations get the indices
+  /// k * index_stride + index_offset, where k is the process-wide sequence
+  /// (0, 1, 2, ...). Slice I of N runs with stride N and offset I, so the
+  /// slices' indices never collide. Requires index_offset < index_stride;
+  /// otherwise the constructor throws Error(invalid_argument).
+  std::uint64_t index_stride = 1;
+  std::uint64_t index_offset = 0;
 };
 
 class Supervisor;

@@ -148,7 +148,7 @@ void close_if_open(Invocation& inv, bool& open, Handle* h) {
 // emit.cpp
 Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv);
 void deliver(Invocation& inv);
-std::uint64_t next_payload_index() noexcept;
+std::uint64_t next_payload_index(const SupervisorOptions& options) noexcept;
 
 }  // namespace payloadrun::detail
 
