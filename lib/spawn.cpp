@@ -262,7 +262,10 @@ void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
   if (pid < 0) {
     throw_spawn(p, Errc::spawn_failed,
                 fmt::format("clone failed: {}{}", errno_text(clone_errno),
-                            clone_errno == EAGAIN ? "; RLIMIT_NPROC or pid_max reached" : ""),
+                            clone_errno == EAGAIN ? "; the user's process limit (RLIMIT_NPROC, ulimit -u) or the "
+                                                    "system's pid_max is reached: raise it or spawn "
+                                                    "fewer payloads at once"
+                                                  : ""),
                 clone_errno);
   }
   UniqueFd pidfd_owner(pidfd);

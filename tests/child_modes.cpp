@@ -179,6 +179,17 @@ int run_child_mode(int argc, char** argv) {
     write_str(1, std::to_string(n));
     return 0;
   }
+  if (mode == "env-dump") {  // every environment entry, each followed by NUL
+    for (char** e = environ; *e != nullptr; ++e) write_all(1, *e, std::strlen(*e) + 1);
+    return 0;
+  }
+  if (mode == "argv-report") {  // stdout: the mode's args, NUL-terminated; stderr: ppid exe
+    for (int i = 1; i < argc; ++i) write_all(1, argv[i], std::strlen(argv[i]) + 1);
+    char exe[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    write_str(2, std::to_string(::getppid()) + " " + std::string(exe, n > 0 ? static_cast<std::size_t>(n) : 0));
+    return 0;
+  }
   if (mode == "cwd") {
     char buf[4096];
     write_str(1, ::getcwd(buf, sizeof buf) != nullptr ? buf : "?");

@@ -1,13 +1,22 @@
 // Fault injection with real processes: fd exhaustion mid-batch, a payload
-// writing 1 GiB, a signal storm during a batch, the supervisor destroyed
-// with many live payloads. Each asserts a clear error or a correct result,
+// writing 1 GiB, a signal storm during a batch, RLIMIT_NPROC reached, the
+// supervisor destroyed with many live payloads. Each asserts a clear error or a correct result,
 // no zombie and no leaked fd (the fixture's TearDown).
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include <fmt/format.h>
 
 #include "fixture.hpp"
 
@@ -94,6 +103,98 @@ TEST_F(Faults, SignalStormDuringABatch) {
   ::sigaction(SIGALRM, &old, nullptr);
   EXPECT_GT(alarms, 100);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(codes[static_cast<std::size_t>(i)], i % 7) << i;
+}
+
+// Tasks (threads included) whose real uid is `uid`: what RLIMIT_NPROC counts.
+int tasks_of_uid(uid_t uid) {
+  int n = 0;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return -1;
+  while (dirent* d = ::readdir(proc)) {
+    if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+    std::ifstream status(std::string("/proc/") + d->d_name + "/status");
+    int threads = 0;
+    bool match = false;
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Uid:", 0) == 0) match = std::stoul(line.substr(4)) == uid;
+      if (line.rfind("Threads:", 0) == 0) threads = std::stoi(line.substr(8));
+    }
+    if (match) n += threads;
+  }
+  ::closedir(proc);
+  return n;
+}
+
+// RLIMIT_NPROC only binds an unprivileged user (root bypasses it), so the
+// batch runs in a forked child that became `nobody` with a tight limit: the
+// spawns over the limit fail with EAGAIN and a remedy, the others complete,
+// and nothing is left behind. The child reports through a pipe.
+TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become an unprivileged user with RLIMIT_NPROC";
+  constexpr uid_t nobody = 65534;
+  const int others = tasks_of_uid(nobody);
+  ASSERT_GE(others, 0);
+  int report[2];
+  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(report[0]);
+    auto finish = [&](const std::string& text, int code) {
+      (void)!::write(report[1], text.data(), text.size());
+      ::_exit(code);
+    };
+    const rlimit lim{static_cast<rlim_t>(others + 1 + 10), static_cast<rlim_t>(others + 1 + 10)};
+    if (::setgroups(0, nullptr) != 0 || ::setgid(nobody) != 0 || ::setuid(nobody) != 0) {
+      finish(std::string("cannot become nobody: ") + std::strerror(errno), 2);
+    }
+    if (::setrlimit(RLIMIT_NPROC, &lim) != 0) finish("setrlimit(RLIMIT_NPROC) failed", 2);
+    int spawned = 0, refused = 0, completed = 0, other_errors = 0;
+    std::string message;
+    try {
+      Supervisor s;
+      for (int i = 0; i < 30; ++i) {
+        try {
+          s.payload(Payload::binary_payload("nproc", "sleep")).arg("0.3").spawn([&](Completion c) {
+            completed += c.metrics.exit_code == 0;
+          });
+          ++spawned;
+        } catch (const Error& e) {
+          ++refused;
+          message = e.what();
+          other_errors += e.code() != Errc::spawn_failed || e.sys_errno() != EAGAIN;
+        }
+      }
+      s.run();
+    } catch (const std::exception& e) {
+      finish(std::string("unexpected: ") + e.what(), 3);
+    }
+    int status = 0;
+    const bool zombie = ::waitpid(-1, &status, WNOHANG) != -1 || errno != ECHILD;
+    finish(fmt::format("spawned={} refused={} completed={} other_errors={} zombie={}\n{}", spawned,
+                       refused, completed, other_errors, int{zombie}, message),
+           0);
+  }
+  ::close(report[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(report[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  int spawned = -1, refused = -1, completed = -1, other = -1, zombie = -1;
+  ASSERT_EQ(std::sscanf(text.c_str(), "spawned=%d refused=%d completed=%d other_errors=%d zombie=%d",
+                        &spawned, &refused, &completed, &other, &zombie),
+            5)
+      << text;
+  std::printf("RLIMIT_NPROC=%d for nobody: %s\n", others + 11, text.c_str());
+  EXPECT_GT(spawned, 0) << text;
+  EXPECT_GT(refused, 0) << text;
+  EXPECT_EQ(completed, spawned) << text;
+  EXPECT_EQ(other, 0) << "every refusal is spawn_failed with EAGAIN: " << text;
+  EXPECT_EQ(zombie, 0) << text;
+  EXPECT_THAT(text, HasSubstr("RLIMIT_NPROC"));
 }
 
 TEST_F(Faults, SupervisorDestroyedWithManyLivePayloads) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
+#include <set>
 #include <simdjson.h>
 
 #include "fixture.hpp"
@@ -121,7 +123,9 @@ TEST_F(RingE2E, SupervisorEmitsIntoADrainProcess) {
       EXPECT_EQ(metrics.size(), 2u);
       EXPECT_EQ(double(metrics.at(0)["value"]), 1500.25);
     }
-    if (name == "exit3") EXPECT_EQ(int64_t(e["exit_code"]), 3);
+    if (name == "exit3") {
+      EXPECT_EQ(int64_t(e["exit_code"]), 3);
+    }
   }
   EXPECT_EQ(count["json"], rounds);
   EXPECT_EQ(count["deferred"], rounds);
@@ -162,6 +166,68 @@ TEST_F(RingE2E, EmitterQueuesWhenFullAndFlushesWhenTheDrainStartsLate) {
     sup_.reset();
   }
   EXPECT_EQ(read_lines(out).size(), 60u);
+  std::remove(out.c_str());
+  std::remove((out + ".stderr").c_str());
+}
+
+// Issue "reliability": the ring stays full with no consumer for 30 s while
+// payloads keep completing; when a consumer finally appears every record
+// arrives, each payload_index exactly once.
+TEST_F(RingE2E, RingFullWithNoConsumerForThirtySecondsLosesNothing) {
+  RingName ring("full30");
+  const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-full30.jsonl";
+  std::remove(out.c_str());
+  std::set<std::uint64_t> emitted;
+  {
+    auto emitter = std::make_shared<RingEmitter>(&loop_, ring.name, RingOptions{.capacity = 4096});
+    SupervisorOptions o;
+    o.emitter = emitter;
+    Supervisor& s = sup(o, 120s);
+    Payload p = child_payload("steady", {"json", R"({"a": 1, "b": {"c": 2.5}})"}, output::Json{});
+    // One completion every 100 ms for 30 s, on a timer: the loop keeps
+    // turning (and the emitter keeps retrying) the whole time.
+    const auto start = std::chrono::steady_clock::now();
+    struct Pacer {
+      uv_timer_t timer;
+      std::function<void()> tick;
+    } pacer;
+    pacer.tick = [&] {
+      if (std::chrono::steady_clock::now() - start >= 30s) {
+        uv_timer_stop(&pacer.timer);
+        return;
+      }
+      s.payload(p).timeout(30s).spawn([&](Completion c) { emitted.insert(c.metrics.payload_index); });
+    };
+    uv_timer_init(&loop_, &pacer.timer);
+    pacer.timer.data = &pacer;
+    uv_timer_start(&pacer.timer, [](uv_timer_t* t) { static_cast<Pacer*>(t->data)->tick(); }, 0, 100);
+    while (uv_is_active(reinterpret_cast<uv_handle_t*>(&pacer.timer)) != 0 || s.live() > 0) {
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&pacer.timer), nullptr);
+    uv_run(&loop_, UV_RUN_NOWAIT);  // its close completes before `pacer` goes
+    ASSERT_GE(emitted.size(), 100u) << "payloads kept completing for 30 s";
+    EXPECT_GT(emitter->queue_depth(), emitted.size() / 2) << "the 4 KiB ring held only a few records";
+
+    const pid_t drain = start_drain(ring, out, "cat");
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (emitter->queue_depth() > 0 && std::chrono::steady_clock::now() < deadline) {
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    EXPECT_EQ(emitter->queue_depth(), 0u);
+    while (read_lines(out).size() < emitted.size() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ::kill(drain, SIGTERM);
+    EXPECT_TRUE(exited_ok(wait_child(drain, 30s))) << slurp(out + ".stderr");
+    sup_.reset();
+  }
+  std::multiset<std::uint64_t> arrived;
+  simdjson::dom::parser parser;
+  for (const auto& l : read_lines(out)) arrived.insert(std::uint64_t(parser.parse(l)["payload_index"]));
+  EXPECT_EQ(arrived.size(), emitted.size()) << "records lost or duplicated";
+  EXPECT_TRUE(std::equal(emitted.begin(), emitted.end(), arrived.begin(), arrived.end()))
+      << "the sidecar's payload_index set differs from the completions'";
   std::remove(out.c_str());
   std::remove((out + ".stderr").c_str());
 }
