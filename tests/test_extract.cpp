@@ -7,13 +7,7 @@
 
 namespace {
 
-using namespace extract_test;
-using payloadrun::Extractor;
-using payloadrun::find_json_region;
-using payloadrun::MetricSource;
-using payloadrun::MetricStream;
-using payloadrun::PayloadMetrics;
-using payloadrun::walk_truncation_sentinel;
+using namespace extract_test;  // and the payloadrun names it uses
 
 // ---------------------------------------------------------------------------
 // Finding the document.
