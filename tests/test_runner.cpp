@@ -172,6 +172,19 @@ TEST(Runner, JsonReportHasEveryField) {
   EXPECT_EQ(b["details"].get_array().size(), 0u);
   EXPECT_EQ(str(b["metrics"].at(0).value(), "stream"), "stderr");
   EXPECT_FALSE(report.root["passed"].get_bool().value());
+  // What merge needs (README "Scale-out"): the scenario and the slice.
+  auto scenario = report.root["scenario"];
+  EXPECT_EQ(str(scenario.value(), "file"), dir.file("s.json"));
+  EXPECT_THAT(str(scenario.value(), "digest"), ::testing::MatchesRegex("sha256:[0-9a-f]{64}"));
+  EXPECT_EQ(scenario["invocations"].get_uint64().value(), 2u);
+  EXPECT_EQ(str(scenario["payloads"].at(0)["metrics"].at(0).value(), "unit"), "ops");
+  EXPECT_EQ(scenario["payloads"].at(1)["count"].get_uint64().value(), 1u);
+  auto shard = report.root["shard"];
+  EXPECT_EQ(shard["index"].get_uint64().value(), 0u);
+  EXPECT_EQ(shard["count"].get_uint64().value(), 1u);
+  EXPECT_EQ(str(shard.value(), "source"), "none");
+  EXPECT_THAT(str(shard.value(), "rule"), HasSubstr("fnv1a64"));
+  EXPECT_EQ(shard["invocations"].get_uint64().value(), 2u);
   // The table: one row per payload with the hinted metric's median.
   EXPECT_THAT(r.out, HasSubstr("v=42 ops"));
 }

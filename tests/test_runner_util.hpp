@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -31,6 +32,9 @@ inline std::string env_or(const char* name, const char* fallback) {
 /// Set by meson (tests/meson.build).
 inline std::string runner_exe() { return env_or("PAYLOADRUN_EXE", "examples/payloadrun"); }
 inline std::string demo_dir() { return env_or("PAYLOADRUN_DEMO_DIR", "examples/demo"); }
+/// examples/ in the source tree (the K8s and Slurm examples).
+inline std::string examples_source_dir() { return env_or("PAYLOADRUN_EXAMPLES_DIR", "../examples"); }
+inline std::string drain_exe() { return env_or("PAYLOADRUN_DRAIN", "examples/payloadrun-drain"); }
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -72,11 +76,24 @@ struct ProgramResult {
   std::chrono::milliseconds elapsed{0};
 };
 
-/// Run the program with `args`, stdout/stderr to files (not a terminal).
-/// Bounded: after `bound` it gets SIGTERM (it kills its payloads), then
-/// SIGKILL, and the test fails.
-inline ProgramResult run_program(const std::vector<std::string>& args,
-                                 std::chrono::seconds bound = std::chrono::seconds(120)) {
+/// Variables that select a shard (shard.hpp): never inherited by the
+/// programs the tests run, so a test run inside a batch job is unaffected.
+inline bool is_shard_variable(std::string_view entry) {
+  for (std::string_view name : {"JOB_COMPLETION_INDEX=", "PAYLOADRUN_SHARD_COUNT=", "SLURM_ARRAY_TASK_ID=",
+                                "SLURM_ARRAY_TASK_COUNT=", "SLURM_ARRAY_TASK_MIN=", "TEST_SHARD_INDEX=",
+                                "TEST_TOTAL_SHARDS=", "TEST_SHARD_STATUS_FILE="}) {
+    if (entry.starts_with(name)) return true;
+  }
+  return false;
+}
+
+/// Run `argv` (argv[0] a path), stdout/stderr to files (not a terminal),
+/// with our environment minus the shard variables plus `env` ("NAME=value").
+/// Bounded: after `bound` it gets SIGTERM (the runner kills its payloads),
+/// then SIGKILL, and the test fails.
+inline ProgramResult run_process(const std::vector<std::string>& argv_s,
+                                 std::chrono::seconds bound = std::chrono::seconds(120),
+                                 const std::vector<std::string>& env = {}) {
   TempDir dir;
   const std::string out_path = dir.file("stdout"), err_path = dir.file("stderr");
   posix_spawn_file_actions_t fa;
@@ -84,14 +101,21 @@ inline ProgramResult run_program(const std::vector<std::string>& args,
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> argv_s = {runner_exe()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<std::string> args = argv_s;
   std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
+  for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!is_shard_variable(*e)) env_s.emplace_back(*e);
+  }
+  env_s.insert(env_s.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   ProgramResult r;
   if (rc != 0) {
@@ -105,7 +129,7 @@ inline ProgramResult run_program(const std::vector<std::string>& args,
     if (w == pid) break;
     const auto waited = std::chrono::steady_clock::now() - start;
     if (!termed && waited > bound) {
-      ADD_FAILURE() << "payloadrun ran longer than " << bound.count() << " s; terminating it";
+      ADD_FAILURE() << argv_s[0] << " ran longer than " << bound.count() << " s; terminating it";
       ::kill(pid, SIGTERM);
       termed = true;
     } else if (termed && waited > bound + std::chrono::seconds(10)) {
@@ -118,6 +142,15 @@ inline ProgramResult run_program(const std::vector<std::string>& args,
   r.out = read_file(out_path);
   r.err = read_file(err_path);
   return r;
+}
+
+/// Run the `payloadrun` program with `args` (see run_process).
+inline ProgramResult run_program(const std::vector<std::string>& args,
+                                 std::chrono::seconds bound = std::chrono::seconds(120),
+                                 const std::vector<std::string>& env = {}) {
+  std::vector<std::string> argv = {runner_exe()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, bound, env);
 }
 
 /// Parse `path` with python3's XML parser; empty string when well-formed.

@@ -1,8 +1,11 @@
-// payloadrun: run a scenario of payloads (see README "Scenario format").
+// payloadrun: run a scenario of payloads (see README "Scenario format"), or
+// one slice of it, and merge the slices' reports (README "Scale-out").
 //
 //   payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]
 //                  [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]
-//                  [--create-cgroups] [--quiet]
+//                  [--create-cgroups] [--shard I/N] [--shard-count N] [--quiet]
+//   payloadrun merge OUT.json IN.json... [--junit OUT.xml]
+//                    [--sidecar OUT.jsonl IN.jsonl...] [--quiet]
 //
 // Exit status: 0 every invocation passed, 1 any failed, 2 bad usage or bad
 // scenario (nothing run), 130 interrupted.
@@ -10,6 +13,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -21,18 +25,22 @@
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
 
+#include "merge.hpp"
 #include "progress.hpp"
 #include "report.hpp"
 #include "run.hpp"
 #include "scenario.hpp"
+#include "shard.hpp"
 
 namespace {
 
 constexpr const char* usage_text =
     "usage: payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]\n"
     "                      [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]\n"
-    "                      [--create-cgroups] [--quiet]\n"
-    "Without SCENARIO.json the bundled demo scenario runs.\n"
+    "                      [--create-cgroups] [--shard I/N] [--shard-count N] [--quiet]\n"
+    "Without SCENARIO.json the bundled demo scenario runs. --shard I/N runs slice I of N\n"
+    "(0-based); without it JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or TEST_SHARD_INDEX\n"
+    "select the slice (--shard-count or PAYLOADRUN_SHARD_COUNT give a Kubernetes job's count).\n"
     "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario.\n";
 
 struct Args {
@@ -44,6 +52,8 @@ struct Args {
   std::string cgroup_parent;
   bool create_cgroups = false;
   bool quiet = false;
+  std::optional<std::string> shard;
+  std::optional<std::string> shard_count;
 };
 
 struct UsageError {
@@ -52,8 +62,8 @@ struct UsageError {
 
 Args parse_args(int argc, char** argv) {
   std::vector<std::string_view> av(argv + 1, argv + argc);
-  if (av.empty()) throw UsageError{"missing command (only \"run\" is known)"};
-  if (av[0] != "run") throw UsageError{fmt::format("unknown command \"{}\" (only \"run\" is known)", av[0])};
+  if (av.empty()) throw UsageError{"missing command (\"run\" or \"merge\")"};
+  if (av[0] != "run") throw UsageError{fmt::format("unknown command \"{}\" (\"run\" or \"merge\")", av[0])};
   Args a;
   for (std::size_t i = 1; i < av.size(); ++i) {
     std::string_view arg = av[i];
@@ -86,6 +96,10 @@ Args parse_args(int argc, char** argv) {
       a.ring = value();
     } else if (arg == "--cgroup-parent") {
       a.cgroup_parent = value();
+    } else if (arg == "--shard") {
+      a.shard = value();
+    } else if (arg == "--shard-count") {
+      a.shard_count = value();
     } else if (arg == "--create-cgroups") {
       no_value();
       a.create_cgroups = true;
@@ -148,20 +162,30 @@ std::optional<std::ofstream> open_report(const std::optional<std::string>& path)
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-      fmt::print("{}", usage_text);
+      fmt::print("{}{}", usage_text, runner::merge_usage);
       return 0;
     }
   }
+  if (argc >= 2 && std::string_view(argv[1]) == "merge") {
+    return runner::merge_command(std::vector<std::string_view>(argv + 2, argv + argc), stdout, stderr);
+  }
   Args args;
   runner::Scenario scenario;
+  runner::Shard shard;
   std::optional<std::ofstream> json_out, junit_out;
+  const runner::EnvLookup env = [](const char* name) { return static_cast<const char*>(std::getenv(name)); };
   try {
     args = parse_args(argc, argv);
+    shard = runner::resolve_shard(args.shard, args.shard_count, env);
     scenario = args.scenario ? runner::load_scenario(*args.scenario) : load_demo();
+    runner::acknowledge_shard(shard, env);  // Bazel: "this test honours sharding"
     json_out = open_report(args.json_path);
     junit_out = open_report(args.junit_path);
   } catch (const UsageError& e) {
     fmt::print(stderr, "payloadrun: {}\n{}", e.message, usage_text);
+    return 2;
+  } catch (const runner::ShardError& e) {
+    fmt::print(stderr, "payloadrun: {}\n", e.what());
     return 2;
   } catch (const runner::ScenarioError& e) {
     fmt::print(stderr, "payloadrun: bad scenario: {}\n", e.what());
@@ -172,12 +196,18 @@ int main(int argc, char** argv) {
   options.ring = args.ring;
   options.cgroup_parent = args.cgroup_parent;
   options.create_cgroups = args.create_cgroups;
+  options.shard = shard;
+  const std::size_t planned = runner::shard_schedule(scenario, shard).size();
 
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   runner::Progress progress(stderr, terminal, !args.quiet);
-  if (!args.quiet) {
+  if (!args.quiet && shard.source == "none") {
     fmt::print(stderr, "payloadrun: {}: {} invocations of {} payloads, concurrency {}\n", scenario.file,
                scenario.total_invocations(), scenario.payloads.size(), options.concurrency);
+  } else if (!args.quiet) {
+    fmt::print(stderr, "payloadrun: {}: {} of {} invocations of {} payloads, {}, concurrency {}\n",
+               scenario.file, planned, scenario.total_invocations(), scenario.payloads.size(),
+               runner::describe(shard), options.concurrency);
   }
   runner::RunResult result;
   try {
@@ -188,7 +218,7 @@ int main(int argc, char** argv) {
   }
   std::size_t failed = 0;
   for (const auto& r : result.records) failed += !r.passed;
-  progress.finish({scenario.total_invocations(), result.records.size(), 0, failed, result.elapsed});
+  progress.finish({planned, result.records.size(), 0, failed, result.elapsed});
 
   if (!args.quiet) {
     std::fputs("\n", stdout);
@@ -199,7 +229,7 @@ int main(int argc, char** argv) {
 
   int status = result.all_passed() ? 0 : 1;
   if (json_out) {
-    runner::write_json_report(*json_out, result);
+    runner::write_json_report(*json_out, scenario, result);
     json_out->close();
     if (!*json_out) {
       fmt::print(stderr, "payloadrun: writing {} failed\n", *args.json_path);
@@ -216,7 +246,7 @@ int main(int argc, char** argv) {
   }
   if (result.interrupted) {
     fmt::print(stderr, "payloadrun: interrupted; {} of {} invocations completed\n", result.records.size(),
-               scenario.total_invocations());
+               planned);
     return 130;
   }
   if (!args.quiet) {

@@ -90,12 +90,53 @@ std::string xml_escape(std::string_view s) {
   return out;
 }
 
-void write_json_report(std::ostream& out, const RunResult& result) {
-  out << "{\"passed\": " << (result.all_passed() && !result.interrupted ? "true" : "false")
+namespace {
+
+void write_scenario_fields(std::ostream& out, const Scenario& scenario, const RunResult& result) {
+  out << ", \"scenario\": {\"file\": " << json_quote(scenario.file) << ", \"digest\": " << json_quote(scenario.digest)
+      << ", \"invocations\": " << scenario.total_invocations() << ", \"payloads\": [";
+  for (std::size_t i = 0; i < scenario.payloads.size(); ++i) {
+    const auto& p = scenario.payloads[i];
+    out << (i ? ", " : "") << "{\"name\": " << json_quote(p.payload->name) << ", \"count\": " << p.count
+        << ", \"metrics\": [";
+    for (std::size_t j = 0; j < p.payload->metrics.size(); ++j) {
+      const auto& h = p.payload->metrics[j];
+      out << (j ? ", " : "") << "{\"name\": " << json_quote(h.name)
+          << ", \"polarity\": " << json_quote(payloadrun::to_string(h.polarity))
+          << ", \"unit\": " << json_quote(h.unit) << "}";
+    }
+    out << "]}";
+  }
+  out << "]}, \"shard\": {\"index\": " << result.shard.index << ", \"count\": " << result.shard.count
+      << ", \"source\": " << json_quote(result.shard.source) << ", \"rule\": " << json_quote(assignment_rule)
+      << ", \"invocations\": " << result.planned << "}";
+}
+
+void write_merge_fields(std::ostream& out, const MergeInfo& merge) {
+  out << ", \"merged\": {\"count\": " << merge.shard_count << ", \"slices\": [";
+  for (std::size_t i = 0; i < merge.slices.size(); ++i) {
+    const auto& s = merge.slices[i];
+    out << (i ? ", " : "") << "\n    {\"file\": " << json_quote(s.file) << ", \"index\": " << s.shard.index
+        << ", \"source\": " << json_quote(s.shard.source) << ", \"invocations\": " << s.planned
+        << ", \"completed\": " << s.completed << ", \"passed\": " << (s.passed ? "true" : "false")
+        << ", \"interrupted\": " << (s.interrupted ? "true" : "false")
+        << ", \"elapsed_ms\": " << number(s.elapsed_ms) << "}";
+  }
+  out << "], \"missing_shards\": [";
+  for (std::size_t i = 0; i < merge.missing_shards.size(); ++i) out << (i ? ", " : "") << merge.missing_shards[i];
+  out << "], \"missing_invocations\": " << merge.missing_invocations << "}";
+}
+
+}  // namespace
+
+void write_json_report(std::ostream& out, const Scenario& scenario, const RunResult& result, const MergeInfo* merge) {
+  out << "{\"passed\": " << (result.passed() ? "true" : "false")
       << ", \"interrupted\": " << (result.interrupted ? "true" : "false")
       << ", \"elapsed_ms\": "
-      << number(std::chrono::duration<double, std::milli>(result.elapsed).count())
-      << ", \"invocations\": [";
+      << number(std::chrono::duration<double, std::milli>(result.elapsed).count());
+  write_scenario_fields(out, scenario, result);
+  if (merge) write_merge_fields(out, *merge);
+  out << ", \"invocations\": [";
   bool first = true;
   for (const auto& r : result.records) {
     out << (first ? "\n" : ",\n");

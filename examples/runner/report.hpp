@@ -5,14 +5,37 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "run.hpp"
 #include "scenario.hpp"
 
 namespace runner {
 
-/// {"passed", "invocations": [...]}; see README "Reports".
-void write_json_report(std::ostream& out, const RunResult& result);
+/// One input slice of a merged report.
+struct MergedSlice {
+  std::string file;
+  Shard shard;
+  std::size_t planned = 0;    ///< invocations the slice was to run
+  std::size_t completed = 0;  ///< invocations it reported
+  bool passed = false;
+  bool interrupted = false;
+  double elapsed_ms = 0;
+};
+
+/// What only a merged report has (its "merged" field).
+struct MergeInfo {
+  std::size_t shard_count = 1;
+  std::vector<MergedSlice> slices;           ///< by shard index
+  std::vector<std::size_t> missing_shards;   ///< indices no input had
+  std::size_t missing_invocations = 0;       ///< planned but absent (missing shards, interrupted slices)
+};
+
+/// {"passed", "interrupted", "elapsed_ms", "scenario", "shard", ["merged",]
+/// "invocations": [...]}; see README "Reports" and "Scale-out". `scenario`
+/// gives the digest and the payloads' names, counts and metric hints.
+void write_json_report(std::ostream& out, const Scenario& scenario, const RunResult& result,
+                       const MergeInfo* merge = nullptr);
 
 /// JUnit XML: one testsuite per scenario payload, one testcase per invocation.
 void write_junit_report(std::ostream& out, const Scenario& scenario, const RunResult& result);

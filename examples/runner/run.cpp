@@ -25,13 +25,7 @@ class ScenarioRun {
               payloadrun::Supervisor& supervisor)
       : scenario_(scenario), observer_(observer), supervisor_(supervisor),
         concurrency_(std::max<std::size_t>(1, options.concurrency)) {
-    std::size_t rounds = 0;
-    for (const auto& p : scenario.payloads) rounds = std::max(rounds, p.count);
-    for (std::size_t r = 0; r < rounds; ++r) {
-      for (std::size_t i = 0; i < scenario.payloads.size(); ++i) {
-        if (r < scenario.payloads[i].count) schedule_.push_back({i, r});
-      }
-    }
+    for (auto [i, r] : shard_schedule(scenario, options.shard)) schedule_.push_back({i, r});
     records_.resize(schedule_.size());
     filled_.resize(schedule_.size(), false);
     start_ = std::chrono::steady_clock::now();
@@ -50,8 +44,10 @@ class ScenarioRun {
     return {schedule_.size(), done_, running_, failed_, std::chrono::steady_clock::now() - start_};
   }
 
-  RunResult take_result(bool interrupted) {
+  RunResult take_result(bool interrupted, const Shard& shard) {
     RunResult result;
+    result.shard = shard;
+    result.planned = schedule_.size();
     result.elapsed = std::chrono::steady_clock::now() - start_;
     result.interrupted = interrupted;
     for (std::size_t i = 0; i < records_.size(); ++i) {
@@ -164,6 +160,21 @@ bool RunResult::all_passed() const noexcept {
   return std::all_of(records.begin(), records.end(), [](const auto& r) { return r.passed; });
 }
 
+bool RunResult::passed() const noexcept { return all_passed() && !interrupted && records.size() >= planned; }
+
+std::vector<std::pair<std::size_t, std::size_t>> shard_schedule(const Scenario& scenario, const Shard& shard) {
+  std::vector<std::pair<std::size_t, std::size_t>> schedule;
+  std::size_t rounds = 0;
+  for (const auto& p : scenario.payloads) rounds = std::max(rounds, p.count);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    for (std::size_t i = 0; i < scenario.payloads.size(); ++i) {
+      if (r >= scenario.payloads[i].count) continue;
+      if (shard_of(scenario.payloads[i].payload->name, r, shard.count) == shard.index) schedule.emplace_back(i, r);
+    }
+  }
+  return schedule;
+}
+
 RunResult run_scenario(const Scenario& scenario, const RunOptions& options, const RunObserver& observer) {
   uv_loop_t loop;
   if (int rc = uv_loop_init(&loop); rc != 0) {
@@ -179,6 +190,8 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
     so.ring = options.ring;
     so.cgroup_parent = options.cgroup_parent;
     so.create_cgroups = options.create_cgroups;
+    so.index_stride = std::max<std::size_t>(1, options.shard.count);
+    so.index_offset = options.shard.index;
     std::optional<payloadrun::Supervisor> supervisor;
     try {
       supervisor.emplace(&loop, std::move(so));
@@ -220,7 +233,7 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       run.start_more();
       uv_run(&loop, UV_RUN_DEFAULT);
       if (observer.on_tick) observer.on_tick(run.counters());
-      result = run.take_result(ctx.interrupted);
+      result = run.take_result(ctx.interrupted, options.shard);
       timer.close();
       sigint.close();
       sigterm.close();

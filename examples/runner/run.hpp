@@ -12,6 +12,7 @@
 #include <payloadrun/metrics.hpp>
 
 #include "scenario.hpp"
+#include "shard.hpp"
 
 namespace runner {
 
@@ -38,6 +39,9 @@ struct RunOptions {
   std::string ring;
   std::string cgroup_parent;
   bool create_cgroups = false;
+  /// Run only this slice (shard.hpp); its payload indices are
+  /// k * shard.count + shard.index, so slices never collide.
+  Shard shard;
 };
 
 /// Counters the progress display shows.
@@ -61,8 +65,17 @@ struct RunResult {
   std::vector<InvocationRecord> records;  ///< ordered by (scenario_index, invocation)
   std::chrono::steady_clock::duration elapsed{};
   bool interrupted = false;
+  Shard shard;              ///< the slice that ran (0 of 1, "none": all of it)
+  std::size_t planned = 0;  ///< invocations the slice was to run
+  /// Every record passed (records may be fewer than planned).
   bool all_passed() const noexcept;
+  /// The verdict: every planned invocation ran and passed, not interrupted.
+  bool passed() const noexcept;
 };
+
+/// The invocations of `scenario` that slice `shard` runs, in schedule order
+/// (payloads interleaved round-robin), as (scenario_index, invocation).
+std::vector<std::pair<std::size_t, std::size_t>> shard_schedule(const Scenario& scenario, const Shard& shard);
 
 /// Run every invocation of `scenario`, at most options.concurrency in
 /// flight, refilled from the completion callback. Throws payloadrun::Error

@@ -13,6 +13,9 @@
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
 
+#include "digest.hpp"
+#include "json_path.hpp"
+
 namespace runner {
 namespace {
 
@@ -20,19 +23,7 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-const char* type_name(element_type t) {
-  switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
-    case element_type::INT64:
-    case element_type::UINT64: return "an integer";
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a boolean";
-    case element_type::NULL_VALUE: return "null";
-  }
-  return "a value";
-}
+const char* type_name(element_type t) { return json_type_name(t); }
 
 // Parsing context: the file name, for messages.
 class Reader {
@@ -99,10 +90,8 @@ class Reader {
     if (o[key].get(e) != simdjson::SUCCESS) fail(join(path, key), fmt::format("missing; expected {}", what));
     return e;
   }
-  static std::string join(const std::string& path, std::string_view key) {
-    return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-  }
-  static std::string index(const std::string& path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
+  static std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
+  static std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }
 
  private:
   const std::string& file_;
@@ -274,6 +263,7 @@ Scenario parse_scenario(std::string_view json, const std::string& file, const st
   r.only_keys(top, "", {"concurrency", "payloads"});
   Scenario s;
   s.file = file;
+  s.digest = scenario_digest(root);
   element v;
   if (top["concurrency"].get(v) == simdjson::SUCCESS) {
     s.concurrency = static_cast<std::size_t>(

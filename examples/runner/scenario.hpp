@@ -27,6 +27,9 @@ struct ScenarioPayload {
 
 struct Scenario {
   std::string file;  ///< as given (for messages)
+  /// "sha256:<hex>" over the canonical document (digest.hpp); the same for
+  /// every copy of the file, whatever its whitespace or key order.
+  std::string digest;
   std::size_t concurrency = 64;
   std::vector<ScenarioPayload> payloads;
   std::size_t total_invocations() const noexcept;

@@ -1,0 +1,259 @@
+// Reading a JSON report back with simdjson's DOM API: the exact shape
+// write_json_report produces, every field checked.
+#include "report_read.hpp"
+
+#include <simdjson.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <payloadrun/check.hpp>
+#include <payloadrun/metrics.hpp>
+
+#include "json_path.hpp"
+
+namespace runner {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+const char* type_name(element_type t) { return json_type_name(t); }
+
+std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
+std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }
+
+// Field access on one object, every failure naming the file and path.
+class Fields {
+ public:
+  Fields(const std::string& file, element e, std::string path) : file_(file), path_(std::move(path)) {
+    if (e.get(o_) != simdjson::SUCCESS) fail(path_, fmt::format("expected an object, got {}", type_name(e.type())));
+  }
+
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    throw ReportError(fmt::format("{}: {}: {}", file_, path.empty() ? "(top level)" : path, what));
+  }
+  const std::string& path() const { return path_; }
+
+  element get(std::string_view key, const char* what) const {
+    element e;
+    if (o_[key].get(e) != simdjson::SUCCESS) fail(join(path_, key), fmt::format("missing; expected {}", what));
+    return e;
+  }
+  bool has(std::string_view key) const {
+    element e;
+    return o_[key].get(e) == simdjson::SUCCESS;
+  }
+  [[noreturn]] void expected(std::string_view key, const char* what, element e) const {
+    fail(join(path_, key), fmt::format("expected {}, got {}", what, type_name(e.type())));
+  }
+  std::string str(std::string_view key) const {
+    element e = get(key, "a string");
+    std::string_view s;
+    if (e.get(s) != simdjson::SUCCESS) expected(key, "a string", e);
+    return std::string(s);
+  }
+  bool boolean(std::string_view key) const {
+    element e = get(key, "true or false");
+    bool b = false;
+    if (e.get(b) != simdjson::SUCCESS) expected(key, "true or false", e);
+    return b;
+  }
+  std::int64_t integer(std::string_view key, std::int64_t lo, std::int64_t hi) const {
+    const std::string what = fmt::format("an integer from {} to {}", lo, hi);
+    element e = get(key, what.c_str());
+    std::int64_t v = 0;
+    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) expected(key, what.c_str(), e);
+    if (v < lo || v > hi) fail(join(path_, key), fmt::format("expected {}, got {}", what, v));
+    return v;
+  }
+  std::uint64_t unsigned_integer(std::string_view key) const {
+    element e = get(key, "a non-negative integer");
+    std::uint64_t v = 0;
+    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) {
+      expected(key, "a non-negative integer", e);
+    }
+    return v;
+  }
+  // A number, or null for a value JSON cannot carry (inf, nan).
+  double number_or_null(std::string_view key) const {
+    element e = get(key, "a number or null");
+    if (e.is_null()) return std::numeric_limits<double>::quiet_NaN();
+    double d = 0;
+    if (!e.is_number() || e.get(d) != simdjson::SUCCESS) expected(key, "a number or null", e);
+    return d;
+  }
+  simdjson::dom::array array(std::string_view key, const char* what) const {
+    element e = get(key, what);
+    simdjson::dom::array a;
+    if (e.get(a) != simdjson::SUCCESS) expected(key, what, e);
+    return a;
+  }
+  // One of the names `to_string` gives the values first..last of an enum.
+  template <class Enum>
+  Enum enumerated(std::string_view key, std::initializer_list<Enum> values) const {
+    const std::string s = str(key);
+    std::string names;
+    for (Enum v : values) {
+      if (s == payloadrun::to_string(v)) return v;
+      names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", payloadrun::to_string(v));
+    }
+    fail(join(path_, key), fmt::format("expected one of {}, got \"{}\"", names, s));
+  }
+
+ private:
+  const std::string& file_;
+  std::string path_;
+  object o_;
+};
+
+using payloadrun::DetailKind;
+using payloadrun::MetricSource;
+using payloadrun::MetricStream;
+using payloadrun::Polarity;
+constexpr auto polarities = {Polarity::unknown, Polarity::higher_better, Polarity::lower_better};
+
+void read_scenario(const std::string& file, element e, LoadedReport& r) {
+  const Fields f(file, e, "scenario");
+  r.scenario.file = f.str("file");
+  r.scenario.digest = f.str("digest");
+  const std::string& d = r.scenario.digest;
+  const bool hex = d.size() == 7 + 64 && d.starts_with("sha256:") &&
+                   d.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+  if (!hex) f.fail("scenario.digest", fmt::format("expected \"sha256:\" and 64 hex digits, got \"{}\"", d));
+  const std::uint64_t total = f.unsigned_integer("invocations");
+  std::size_t i = 0;
+  std::uint64_t sum = 0;
+  for (element pe : f.array("payloads", "an array of payloads")) {
+    const Fields p(file, pe, index("scenario.payloads", i++));
+    auto payload = std::make_shared<payloadrun::Payload>();
+    payload->name = p.str("name");
+    if (payload->name.empty()) p.fail(join(p.path(), "name"), "expected a non-empty payload name");
+    ScenarioPayload sp;
+    sp.count = static_cast<std::size_t>(p.integer("count", 0, 10'000'000));
+    sum += sp.count;
+    std::size_t j = 0;
+    for (element he : p.array("metrics", "an array of metric hints")) {
+      const Fields h(file, he, index(join(p.path(), "metrics"), j++));
+      payload->metrics.push_back({h.str("name"), h.enumerated<Polarity>("polarity", polarities), h.str("unit")});
+    }
+    sp.payload = std::move(payload);
+    r.scenario.payloads.push_back(std::move(sp));
+  }
+  if (r.scenario.payloads.empty()) f.fail("scenario.payloads", "expected at least one payload, got none");
+  if (sum != total) {
+    f.fail("scenario.invocations", fmt::format("expected the sum of the payloads' counts ({}), got {}", sum, total));
+  }
+}
+
+void read_shard(const std::string& file, element e, LoadedReport& r) {
+  const Fields f(file, e, "shard");
+  Shard& s = r.result.shard;
+  s.count = static_cast<std::size_t>(f.integer("count", 1, static_cast<std::int64_t>(max_shard_count)));
+  s.index = static_cast<std::size_t>(f.integer("index", 0, static_cast<std::int64_t>(s.count) - 1));
+  s.source = f.str("source");
+  r.rule = f.str("rule");
+  r.result.planned = static_cast<std::size_t>(
+      f.integer("invocations", 0, static_cast<std::int64_t>(r.scenario.total_invocations())));
+}
+
+InvocationRecord read_invocation(const std::string& file, element e, std::size_t i, const Scenario& scenario) {
+  const Fields f(file, e, index("invocations", i));
+  InvocationRecord rec;
+  rec.payload = f.str("payload");
+  rec.scenario_index = static_cast<std::size_t>(
+      f.integer("scenario_index", 0, static_cast<std::int64_t>(scenario.payloads.size()) - 1));
+  const ScenarioPayload& sp = scenario.payloads[rec.scenario_index];
+  if (rec.payload != sp.payload->name) {
+    f.fail(join(f.path(), "payload"), fmt::format("expected \"{}\" (scenario.payloads[{}].name), got \"{}\"",
+                                                  sp.payload->name, rec.scenario_index, rec.payload));
+  }
+  if (sp.count == 0) f.fail(join(f.path(), "scenario_index"), "names a payload whose count is 0");
+  rec.invocation = static_cast<std::size_t>(f.integer("invocation", 0, static_cast<std::int64_t>(sp.count) - 1));
+  element index_e = f.get("payload_index", "a non-negative integer or null");
+  rec.spawned = !index_e.is_null();
+  if (rec.spawned) rec.payload_index = f.unsigned_integer("payload_index");
+  rec.pid = static_cast<int>(f.integer("pid", 0, std::numeric_limits<int>::max()));
+  rec.exit_code = static_cast<int>(f.integer("exit_code", -1, 255));
+  rec.timed_out = f.boolean("timed_out");
+  rec.passed = f.boolean("passed");
+  std::size_t j = 0;
+  for (element de : f.array("details", "an array of details")) {
+    const Fields d(file, de, index(join(f.path(), "details"), j++));
+    rec.details.push_back({d.enumerated<DetailKind>("kind", {DetailKind::other, DetailKind::spawn,
+                                                             DetailKind::extraction, DetailKind::pairing,
+                                                             DetailKind::bounds, DetailKind::lost}),
+                           d.str("message")});
+  }
+  j = 0;
+  for (element me : f.array("metrics", "an array of metrics")) {
+    const Fields m(file, me, index(join(f.path(), "metrics"), j++));
+    rec.metrics.push_back({m.str("name"), m.number_or_null("value"), m.enumerated<Polarity>("polarity", polarities),
+                           m.str("unit"),
+                           m.enumerated<MetricSource>("source", {MetricSource::json, MetricSource::deferred}),
+                           m.enumerated<MetricStream>("stream", {MetricStream::stdout_stream,
+                                                                 MetricStream::stderr_stream})});
+  }
+  rec.stdout_truncated = f.boolean("stdout_truncated");
+  rec.stderr_truncated = f.boolean("stderr_truncated");
+  rec.duration_ms = f.number_or_null("duration_ms");
+  return rec;
+}
+
+}  // namespace
+
+LoadedReport parse_report(std::string_view json, const std::string& path) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(json);
+  element root;
+  if (auto err = parser.parse(padded).get(root); err != simdjson::SUCCESS) {
+    throw ReportError(fmt::format("{}: not a payloadrun JSON report: not valid JSON: {}", path,
+                                  simdjson::error_message(err)));
+  }
+  const Fields top(path, root, "");
+  if (!top.has("scenario") || !top.has("shard")) {
+    throw ReportError(fmt::format(
+        "{}: not a payloadrun report with a scenario digest (no \"scenario\"/\"shard\"); was it written by "
+        "`payloadrun run --json` from before sharding?",
+        path));
+  }
+  LoadedReport r;
+  r.path = path;
+  r.passed = top.boolean("passed");
+  r.result.interrupted = top.boolean("interrupted");
+  const double elapsed = top.number_or_null("elapsed_ms");
+  if (std::isfinite(elapsed) && elapsed >= 0 && elapsed < 1e15) {
+    r.result.elapsed = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double, std::milli>(elapsed));
+  }
+  read_scenario(path, top.get("scenario", "an object"), r);
+  read_shard(path, top.get("shard", "an object"), r);
+  r.merged = top.has("merged");
+  std::size_t i = 0;
+  for (element e : top.array("invocations", "an array of invocations")) {
+    r.result.records.push_back(read_invocation(path, e, i++, r.scenario));
+  }
+  if (r.result.records.size() > r.result.planned) {
+    top.fail("invocations", fmt::format("expected at most shard.invocations = {} entries, got {}",
+                                        r.result.planned, r.result.records.size()));
+  }
+  return r;
+}
+
+LoadedReport load_report(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ReportError(fmt::format("{}: cannot open the report: {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ReportError(fmt::format("{}: cannot read the report", path));
+  return parse_report(text.str(), path);
+}
+
+}  // namespace runner

@@ -1,0 +1,561 @@
+// `payloadrun merge` (examples/runner/merge.cpp, report_read.cpp): reading
+// reports back as untrusted input, merging the demo's slices into the
+// unsharded verdicts, refusing foreign or duplicated slices, reporting
+// missing ones, sidecars; and the Kubernetes/Slurm examples.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include <payloadrun/ring.hpp>
+
+#include "merge.hpp"
+#include "report.hpp"
+#include "report_read.hpp"
+#include "scenario.hpp"
+#include "test_runner_util.hpp"
+
+using namespace runner;
+using namespace runner_test;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+// By value: range-for over a temporary simdjson_result's value() dangles.
+simdjson::dom::array array_of(simdjson::simdjson_result<simdjson::dom::element> e) {
+  simdjson::dom::array a;
+  if (e.get(a) != simdjson::SUCCESS) throw std::runtime_error("not an array");
+  return a;
+}
+
+constexpr const char* small_scenario = R"({"payloads": [
+  {"name": "ok", "binary": "sh", "output": "json", "args": ["-c", "echo '{\"v\": 7}'"],
+   "metrics": [{"name": "v", "polarity": "higher_better", "unit": "ops"}], "count": 9},
+  {"name": "also", "binary": "true", "count": 5}]})";
+
+std::string replace_once(std::string s, const std::string& from, const std::string& to) {
+  const auto at = s.find(from);
+  if (at == std::string::npos) throw std::runtime_error("no \"" + from + "\" in the report");
+  return s.replace(at, from.size(), to);
+}
+
+// A report as `payloadrun run --json` writes it, for one invocation.
+std::string sample_report() {
+  const Scenario s = parse_scenario(small_scenario, "s.json", ".");
+  RunResult r;
+  r.shard = Shard{0, 1, "none"};
+  r.planned = s.total_invocations();
+  InvocationRecord rec;
+  rec.payload = "ok";
+  rec.spawned = true;
+  rec.payload_index = 3;
+  rec.pid = 42;
+  rec.passed = false;
+  rec.details = {{payloadrun::DetailKind::other, "metric 'v' = 7 below minimum 8"}};
+  rec.metrics = {{"v", 7, payloadrun::Polarity::higher_better, "ops", payloadrun::MetricSource::json,
+                  payloadrun::MetricStream::stdout_stream}};
+  rec.duration_ms = 1.5;
+  r.records.push_back(rec);
+  std::ostringstream out;
+  write_json_report(out, s, r);
+  return out.str();
+}
+
+std::string report_error(const std::string& json) {
+  try {
+    parse_report(json, "r.json");
+  } catch (const ReportError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(MergeReports, ReadsBackWhatRunWrites) {
+  const LoadedReport r = parse_report(sample_report(), "r.json");
+  EXPECT_EQ(r.scenario.digest, parse_scenario(small_scenario, "s.json", ".").digest);
+  ASSERT_EQ(r.scenario.payloads.size(), 2u);
+  EXPECT_EQ(r.scenario.payloads[0].payload->name, "ok");
+  EXPECT_EQ(r.scenario.payloads[0].count, 9u);
+  EXPECT_EQ(r.scenario.payloads[0].payload->metrics,
+            (std::vector<payloadrun::MetricHint>{{"v", payloadrun::Polarity::higher_better, "ops"}}));
+  EXPECT_EQ(r.result.shard, (Shard{0, 1, "none"}));
+  EXPECT_EQ(r.rule, assignment_rule);
+  EXPECT_EQ(r.result.planned, 14u);
+  ASSERT_EQ(r.result.records.size(), 1u);
+  const InvocationRecord& rec = r.result.records[0];
+  EXPECT_EQ(rec.payload_index, 3u);
+  EXPECT_EQ(rec.pid, 42);
+  EXPECT_EQ(rec.details.at(0).message, "metric 'v' = 7 below minimum 8");
+  EXPECT_EQ(rec.metrics.at(0).unit, "ops");
+  EXPECT_EQ(rec.duration_ms, 1.5);
+  EXPECT_FALSE(r.merged);
+}
+
+TEST(MergeReports, MalformedReportsAreErrorsNamingFileAndPath) {
+  const std::string good = sample_report();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "r.json: not a payloadrun JSON report: not valid JSON"},
+      {good.substr(0, good.size() / 2), "r.json: not a payloadrun JSON report: not valid JSON"},
+      {"[1, 2]", "r.json: (top level): expected an object, got an array"},
+      {R"({"passed": true, "invocations": []})", "r.json: not a payloadrun report with a scenario digest"},
+      {replace_once(good, "\"exit_code\": 0", "\"exit_code\": \"0\""),
+       "r.json: invocations[0].exit_code: expected an integer from -1 to 255, got a string"},
+      {replace_once(good, "\"exit_code\": 0", "\"exit_code\": 256"),
+       "r.json: invocations[0].exit_code: expected an integer from -1 to 255, got 256"},
+      {replace_once(good, "\"payload_index\": 3", "\"payload_index\": -3"),
+       "r.json: invocations[0].payload_index: expected a non-negative integer"},
+      {replace_once(good, "\"kind\": \"other\"", "\"kind\": \"weird\""),
+       "r.json: invocations[0].details[0].kind: expected one of \"other\", \"spawn\""},
+      {replace_once(good, "\"stream\": \"stdout\"", "\"stream\": 1"),
+       "r.json: invocations[0].metrics[0].stream: expected a string, got an integer"},
+      {replace_once(good, "\"scenario_index\": 0", "\"scenario_index\": 2"),
+       "r.json: invocations[0].scenario_index: expected an integer from 0 to 1, got 2"},
+      {replace_once(good, "\"invocation\": 0", "\"invocation\": 9"),
+       "r.json: invocations[0].invocation: expected an integer from 0 to 8, got 9"},
+      {replace_once(good, "{\"payload\": \"ok\"", "{\"payload\": \"also\""),
+       "r.json: invocations[0].payload: expected \"ok\" (scenario.payloads[0].name), got \"also\""},
+      {replace_once(good, "\"digest\": \"sha256:", "\"digest\": \"md5:"), "r.json: scenario.digest: expected"},
+      {replace_once(good, "\"count\": 9", "\"count\": 10"),
+       "r.json: scenario.invocations: expected the sum of the payloads' counts (15), got 14"},
+      {replace_once(good, "\"index\": 0, \"count\": 1", "\"index\": 1, \"count\": 1"),
+       "r.json: shard.index: expected an integer from 0 to 0, got 1"},
+      {replace_once(good, "\"count\": 1, \"source\"", "\"count\": 0, \"source\""),
+       "r.json: shard.count: expected an integer from 1 to 1000000, got 0"},
+      {replace_once(good, "\"rule\": ", "\"rules\": "), "r.json: shard.rule: missing; expected a string"},
+      {replace_once(good, "\"duration_ms\": 1.5", "\"duration_ms\": true"),
+       "r.json: invocations[0].duration_ms: expected a number or null, got a boolean"},
+      {replace_once(good, "\"invocations\": 14}", "\"invocations\": 0}"),
+       "r.json: invocations: expected at most shard.invocations = 0 entries, got 1"},
+  };
+  for (const auto& [json, message] : cases) {
+    EXPECT_THAT(report_error(json), HasSubstr(message)) << json.substr(0, 300);
+  }
+}
+
+TEST(MergeReports, CorruptedReportsAreRejectedOrMergedNeverACrash) {
+  const std::string good = sample_report();
+  std::uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  auto next = [&] {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+  };
+  const std::string alphabet = "{}[]\",:0123456789-.eE truefalsn\\\x00\xff";
+  std::size_t rejected = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = good;
+    for (int edits = 1 + static_cast<int>(next() % 3); edits > 0; --edits) {
+      const std::size_t at = next() % text.size();
+      switch (next() % 3) {
+        case 0: text[at] = alphabet[next() % alphabet.size()]; break;
+        case 1: text.erase(at, 1 + next() % 8); break;
+        default: text.insert(at, 1, alphabet[next() % alphabet.size()]);
+      }
+      if (text.empty()) text = "{";
+    }
+    try {
+      std::vector<LoadedReport> reports;
+      reports.push_back(parse_report(text, "r.json"));
+      merge_reports(std::move(reports));
+    } catch (const ReportError&) {
+      ++rejected;
+    } catch (const MergeError&) {
+      ++rejected;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "unexpected " << e.what() << " for:\n" << text;
+    }
+  }
+  EXPECT_GT(rejected, 2000u);
+}
+
+// ---------------------------------------------------------------- the program
+
+struct Json {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  explicit Json(const std::string& path) {
+    if (auto err = parser.load(path).get(root)) throw std::runtime_error(path + ": " + simdjson::error_message(err));
+  }
+};
+
+// What must agree between a merged and an unsharded run, per invocation.
+using Verdicts = std::map<std::pair<std::string, std::uint64_t>, std::string>;
+
+Verdicts verdicts(Json& report) {
+  Verdicts v;
+  for (auto inv : array_of(report.root["invocations"])) {
+    std::string s = fmt::format("passed={} exit={} timed_out={} spawned={} details=",
+                                inv["passed"].get_bool().value(), inv["exit_code"].get_int64().value(),
+                                inv["timed_out"].get_bool().value(), !inv["payload_index"].is_null());
+    for (auto d : array_of(inv["details"])) s += std::string(d["kind"].get_string().value()) + ",";
+    s += " metrics=";
+    for (auto m : array_of(inv["metrics"])) {
+      s += fmt::format("{}:{}:{}:{}:{},", std::string_view(m["name"].get_string().value()),
+                       std::string_view(m["polarity"].get_string().value()),
+                       std::string_view(m["unit"].get_string().value()),
+                       std::string_view(m["source"].get_string().value()),
+                       std::string_view(m["stream"].get_string().value()));
+    }
+    const std::string name(inv["payload"].get_string().value());
+    v[{name, inv["invocation"].get_uint64().value()}] = s;
+  }
+  return v;
+}
+
+// The end-of-run table's counting columns (payload, runs, passed, failed, timeout).
+std::vector<std::string> table_counts(const std::string& out) {
+  std::vector<std::string> rows;
+  std::istringstream in(out);
+  bool in_table = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("payload ")) {
+      in_table = true;
+      continue;
+    }
+    if (!in_table || line.empty()) {
+      if (in_table) break;
+      continue;
+    }
+    std::istringstream cols(line);
+    std::string c, row;
+    for (int i = 0; i < 5 && cols >> c; ++i) row += c + " ";
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+TEST(Merge, DemoSlicesGiveTheUnshardedVerdictsMetricsAndCounts) {
+  TempDir dir;
+  const ProgramResult whole = run_program({"run", "--json", dir.file("whole.json")}, std::chrono::seconds(90));
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  // Four slices, each selected by another source.
+  const std::vector<std::vector<std::string>> envs = {
+      {},
+      {"JOB_COMPLETION_INDEX=1", "PAYLOADRUN_SHARD_COUNT=4"},
+      {"SLURM_ARRAY_TASK_ID=12", "SLURM_ARRAY_TASK_MIN=10", "SLURM_ARRAY_TASK_COUNT=4"},
+      {"TEST_SHARD_INDEX=3", "TEST_TOTAL_SHARDS=4"}};
+  std::vector<std::string> merge_args = {"merge", dir.file("merged.json")};
+  for (std::size_t i = 0; i < envs.size(); ++i) {
+    const std::string report = dir.file("shard-" + std::to_string(i) + ".json");
+    std::vector<std::string> args = {"run", "--quiet", "--json", report, "--junit", dir.file("s.xml")};
+    if (i == 0) args.insert(args.end(), {"--shard", "0/4"});
+    const ProgramResult r = run_program(args, std::chrono::seconds(90), envs[i]);
+    ASSERT_EQ(r.status, 0) << r.err;
+    merge_args.push_back(report);
+  }
+  merge_args.insert(merge_args.end(), {"--junit", dir.file("merged.xml")});
+  const ProgramResult merged = run_program(merge_args, std::chrono::seconds(60));
+  ASSERT_EQ(merged.status, 0) << merged.out << merged.err;
+  EXPECT_THAT(merged.err, HasSubstr("640 of 640 invocations passed (4 of 4 shard(s)"));
+
+  Json a(dir.file("whole.json")), b(dir.file("merged.json"));
+  const Verdicts va = verdicts(a), vb = verdicts(b);
+  EXPECT_EQ(va.size(), 640u);
+  EXPECT_EQ(va, vb) << "per (payload, invocation): verdict, exit code, details, metric names";
+  EXPECT_EQ(table_counts(whole.out), table_counts(merged.out));
+  EXPECT_EQ(table_counts(merged.out).size(), 6u);
+  EXPECT_TRUE(b.root["passed"].get_bool().value());
+  EXPECT_EQ(b.root["scenario"]["digest"].get_string().value(), a.root["scenario"]["digest"].get_string().value());
+  EXPECT_EQ(b.root["shard"]["source"].get_string().value(), "merge");
+  EXPECT_EQ(b.root["merged"]["count"].get_uint64().value(), 4u);
+  EXPECT_EQ(b.root["merged"]["missing_shards"].get_array().size(), 0u);
+  std::set<std::string> sources;
+  for (auto s : array_of(b.root["merged"]["slices"])) sources.emplace(s["source"].get_string().value());
+  EXPECT_EQ(sources, (std::set<std::string>{"--shard", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID",
+                                            "TEST_SHARD_INDEX"}));
+  std::set<std::uint64_t> indices;
+  for (auto inv : array_of(b.root["invocations"])) indices.insert(inv["payload_index"].get_uint64().value());
+  EXPECT_EQ(indices.size(), 640u) << "payload_index unique across slices";
+  EXPECT_EQ(xml_parse_error(dir.file("merged.xml")), "");
+  EXPECT_THAT(read_file(dir.file("merged.xml")), HasSubstr(R"(tests="640" failures="0")"));
+  EXPECT_THAT(read_file(dir.file("merged.xml")), HasSubstr(R"(<testsuite name="fio_randread" tests="300" failures="0")"));
+}
+
+struct Slices {
+  TempDir dir;
+  // Runs `scenario` (written to NAME.json) in `n` slices: NAME-I.json.
+  // `expect` < 0: a slice may pass (0) or fail (1).
+  void run(const std::string& name, const std::string& scenario, std::size_t n, int expect = 0) {
+    write_file(dir.file(name + ".json"), scenario);
+    for (std::size_t i = 0; i < n; ++i) {
+      const ProgramResult r = run_program({"run", dir.file(name + ".json"), "--quiet", "--shard",
+                                           fmt::format("{}/{}", i, n), "--json", slice(name, i)});
+      if (expect < 0) {
+        ASSERT_TRUE(r.status == 0 || r.status == 1) << r.err;
+      } else {
+        ASSERT_EQ(r.status, expect) << r.err;
+      }
+    }
+  }
+  std::string slice(const std::string& name, std::size_t i) const { return dir.file(fmt::format("{}-{}.json", name, i)); }
+  ProgramResult merge(std::vector<std::string> inputs) const {
+    inputs.insert(inputs.begin(), {"merge", dir.file("out.json")});
+    return run_program(inputs, std::chrono::seconds(60));
+  }
+};
+
+TEST(Merge, RefusesForeignSlicesAndReportsMissingAndDuplicatedShards) {
+  Slices s;
+  ASSERT_NO_FATAL_FAILURE(s.run("a", small_scenario, 3));
+  ASSERT_NO_FATAL_FAILURE(s.run("b", replace_once(small_scenario, "\"count\": 5", "\"count\": 6"), 3));
+  ASSERT_NO_FATAL_FAILURE(s.run("two", small_scenario, 2));
+  // The same scenario reformatted, with another concurrency: the same digest.
+  ASSERT_NO_FATAL_FAILURE(s.run("a2", std::string("{\"concurrency\": 3,\n") + (small_scenario + 1), 3));
+
+  ProgramResult r = s.merge({s.slice("a", 0), s.slice("a", 1), s.slice("b", 2)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr(s.slice("a", 0) + " and " + s.slice("b", 2) + " are slices of different scenarios"));
+  EXPECT_FALSE(std::filesystem::exists(s.dir.file("out.json"))) << "nothing written";
+
+  r = s.merge({s.slice("a", 0), s.slice("a2", 1), s.slice("a", 2)});
+  EXPECT_EQ(r.status, 0) << r.err;
+
+  r = s.merge({s.slice("a", 2), s.slice("a", 0)});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("missing shard(s) 1 of 3"));
+  Json out(s.dir.file("out.json"));
+  EXPECT_FALSE(out.root["passed"].get_bool().value());
+  ASSERT_EQ(out.root["merged"]["missing_shards"].get_array().size(), 1u);
+  EXPECT_EQ(out.root["merged"]["missing_shards"].at(0).get_uint64().value(), 1u);
+  EXPECT_GT(out.root["merged"]["missing_invocations"].get_uint64().value(), 0u);
+
+  r = s.merge({s.slice("a", 0), s.slice("a", 1), s.slice("a", 2), s.slice("a2", 1)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("shard 1 of 3 appears twice: " + s.slice("a", 1) + " and " + s.slice("a2", 1)));
+
+  r = s.merge({s.slice("a", 0), s.slice("two", 1)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("is shard 0 of 3 but " + s.slice("two", 1) + " is shard 1 of 2"));
+
+  // OUT.json forgotten: the first slice would be overwritten.
+  const std::string before = read_file(s.slice("a", 0));
+  r = run_program({"merge", s.slice("a", 0), s.slice("a", 1), s.slice("a", 2)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr(s.slice("a", 0) + " is the report of shard 0 of 3, not an output"));
+  EXPECT_EQ(read_file(s.slice("a", 0)), before);
+
+  // A failing invocation in one slice: the whole scenario fails.
+  const std::string failing = replace_once(small_scenario, "\"binary\": \"true\"", "\"binary\": \"false\", \"checks\": [{\"exit_code\": 0}]");
+  Slices f;
+  f.run("c", failing, 2, -1);
+  r = f.merge({f.slice("c", 0), f.slice("c", 1)});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("FAILED also#"));
+  EXPECT_THAT(r.err, HasSubstr("9 of 14 invocations passed"));
+}
+
+TEST(Merge, UntrustedInputsAreErrorsNamingTheFile) {
+  Slices s;
+  ASSERT_NO_FATAL_FAILURE(s.run("a", small_scenario, 2));
+  const std::string good = read_file(s.slice("a", 0));
+  write_file(s.dir.file("garbage.json"), "\x7f" "ELF\x01\x02 not json at all");
+  write_file(s.dir.file("cut.json"), good.substr(0, good.size() - 40));
+  // An invocation moved into a slice that does not own it.
+  const Scenario sc = parse_scenario(small_scenario, "s.json", ".");
+  const auto own = shard_schedule(sc, Shard{0, 2, "--shard"});
+  const auto other = shard_schedule(sc, Shard{1, 2, "--shard"});
+  ASSERT_FALSE(own.empty());
+  ASSERT_FALSE(other.empty());
+  std::string moved = good;
+  for (const auto& [si, inv] : other) {
+    if (si != own[0].first) continue;
+    moved = replace_once(good, fmt::format("\"scenario_index\": {}, \"invocation\": {},", own[0].first, own[0].second),
+                         fmt::format("\"scenario_index\": {}, \"invocation\": {},", si, inv));
+    break;
+  }
+  ASSERT_NE(moved, good);
+  write_file(s.dir.file("moved.json"), moved);
+  // A payload_index of the other slice (shard I's are k * N + I).
+  const auto at = good.find("\"payload_index\": ") + std::string("\"payload_index\": ").size();
+  const auto end = good.find(',', at);
+  const std::uint64_t index = std::stoull(good.substr(at, end - at));
+  write_file(s.dir.file("index.json"), std::string(good).replace(at, end - at, std::to_string(index + 1)));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"garbage.json", "garbage.json: not a payloadrun JSON report: not valid JSON"},
+      {"cut.json", "cut.json: not a payloadrun JSON report"},
+      {"missing.json", "missing.json: cannot open the report"},
+      {"moved.json", "by the assignment rule, not to shard 0 (the report's)"},
+      {"index.json", "which is not of shard 0 of 2 (that shard's indices are k * 2 + 0)"},
+  };
+  for (const auto& [file, message] : cases) {
+    const ProgramResult r = s.merge({s.dir.file(file), s.slice("a", 1)});
+    EXPECT_EQ(r.status, 2) << file;
+    EXPECT_THAT(r.err, HasSubstr(message)) << file;
+  }
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"merge"}, {"merge", s.dir.file("o.json")}, {"merge", s.dir.file("o.json"), s.slice("a", 0), "--frob"},
+           {"merge", s.dir.file("o.json"), s.slice("a", 0), "--sidecar", s.dir.file("o.jsonl")},
+           {"merge", s.slice("a", 1), s.slice("a", 1)}}) {
+    const ProgramResult r = run_program(args);
+    EXPECT_EQ(r.status, 2) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr("usage: payloadrun merge")) << ::testing::PrintToString(args);
+  }
+}
+
+TEST(Merge, AnInterruptedSliceInterruptsTheWhole) {
+  Slices s;
+  ASSERT_NO_FATAL_FAILURE(s.run("a", small_scenario, 2));
+  write_file(s.slice("a", 1), replace_once(read_file(s.slice("a", 1)), "\"interrupted\": false", "\"interrupted\": true"));
+  const ProgramResult r = s.merge({s.slice("a", 0), s.slice("a", 1)});
+  EXPECT_EQ(r.status, 130);
+  EXPECT_THAT(r.err, HasSubstr("shard 1 of 2 (" + s.slice("a", 1) + ") was interrupted"));
+  Json out(s.dir.file("out.json"));
+  EXPECT_TRUE(out.root["interrupted"].get_bool().value());
+  EXPECT_FALSE(out.root["passed"].get_bool().value());
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::vector<std::string> lines;
+  std::istringstream in(read_file(path));
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+TEST(Merge, SidecarsOfSlicesJoinWithoutCollision) {
+  Slices s;
+  write_file(s.dir.file("a.json"), small_scenario);
+  std::vector<std::string> args = {"merge", s.dir.file("out.json")};
+  std::vector<std::string> sidecars;
+  for (std::size_t i = 0; i < 2; ++i) {
+    const std::string ring = fmt::format("payloadrun-merge-test-{}-{}", ::getpid(), i);
+    const std::string side = s.dir.file(fmt::format("side-{}.jsonl", i));
+    payloadrun::remove_ring(ring);
+    const std::string drain = drain_exe(), err = side + ".stderr";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      std::freopen(err.c_str(), "w", stderr);
+      ::execl(drain.c_str(), drain.c_str(), "--ring", ring.c_str(), "--out", side.c_str(), nullptr);
+      ::_exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    const ProgramResult r = run_program({"run", s.dir.file("a.json"), "--quiet", "--shard", fmt::format("{}/2", i),
+                                         "--ring", ring, "--json", s.slice("a", i)});
+    EXPECT_EQ(r.status, 0) << r.err;
+    const std::size_t planned = shard_schedule(load_scenario(s.dir.file("a.json")), Shard{i, 2, "--shard"}).size();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (lines_of(side).size() < planned && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline + std::chrono::seconds(10)) ::kill(pid, SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(err);
+    payloadrun::remove_ring(ring);
+    EXPECT_EQ(lines_of(side).size(), planned);
+    args.push_back(s.slice("a", i));
+    sidecars.push_back(side);
+  }
+  args.insert(args.end(), {"--sidecar", s.dir.file("out.jsonl")});
+  args.insert(args.end(), sidecars.begin(), sidecars.end());
+  ProgramResult r = run_program(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("no sidecar line")));
+  const auto merged = lines_of(s.dir.file("out.jsonl"));
+  ASSERT_EQ(merged.size(), 14u);
+  simdjson::dom::parser parser;
+  std::vector<std::uint64_t> indices;
+  for (const auto& line : merged) indices.push_back(parser.parse(line)["payload_index"].get_uint64().value());
+  EXPECT_TRUE(std::is_sorted(indices.begin(), indices.end()));
+  EXPECT_EQ(std::set<std::uint64_t>(indices.begin(), indices.end()).size(), 14u) << "no collision";
+  Json out(s.dir.file("out.json"));
+  std::set<std::uint64_t> reported;
+  for (auto inv : array_of(out.root["invocations"])) reported.insert(inv["payload_index"].get_uint64().value());
+  EXPECT_EQ(reported, std::set<std::uint64_t>(indices.begin(), indices.end()));
+
+  // A drain restarted after SIGKILL may repeat a line: kept once. A
+  // different line with the same index, or a broken one, is refused.
+  write_file(s.dir.file("repeat.jsonl"), merged[0] + "\n");
+  args.push_back(s.dir.file("repeat.jsonl"));
+  r = run_program(args);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("repeat.jsonl:1 repeats"));
+  EXPECT_EQ(lines_of(s.dir.file("out.jsonl")).size(), 14u);
+  write_file(s.dir.file("repeat.jsonl"), replace_once(merged[0], "\"passed\":true", "\"passed\":false") + "\n");
+  r = run_program(args);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("repeat.jsonl:1 both have payload_index"));
+  write_file(s.dir.file("repeat.jsonl"), merged[1] + "\n" + merged[2].substr(0, 20) + "\n");
+  r = run_program(args);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("repeat.jsonl:2: expected a sidecar line"));
+}
+
+// ---------------------------------------------------------------- examples/k8s, examples/slurm
+
+TEST(Examples, KubernetesAndSlurmExamplesParseAndNameTheVariables) {
+  const std::string k8s = examples_source_dir() + "/k8s", slurm = examples_source_dir() + "/slurm";
+  TempDir dir;
+  write_file(dir.file("check.py"), R"PY(
+import sys
+try:
+    import yaml
+except ImportError:
+    sys.exit("python3's yaml module is missing (Debian: apt-get install python3-yaml)")
+k8s = sys.argv[1]
+job = [d for d in yaml.safe_load_all(open(k8s + "/demo-indexed-job.yaml")) if d["kind"] == "Job"][0]
+merge = list(yaml.safe_load_all(open(k8s + "/demo-merge-job.yaml")))
+assert len(merge) == 1 and merge[0]["kind"] == "Job", merge
+spec = job["spec"]
+assert spec["completionMode"] == "Indexed", spec
+assert spec["completions"] == 4 and spec["parallelism"] == 4, spec
+c = spec["template"]["spec"]["containers"][0]
+env = {e["name"]: e["value"] for e in c["env"]}
+assert env["PAYLOADRUN_SHARD_COUNT"] == str(spec["completions"]), env
+cmd = " ".join(c["command"])
+assert "payloadrun run" in cmd and "${JOB_COMPLETION_INDEX}" in cmd, cmd
+assert c["volumeMounts"][0]["mountPath"] == "/results"
+mc = merge[0]["spec"]["template"]["spec"]["containers"][0]
+mcmd = " ".join(mc["command"])
+assert "payloadrun merge /results/demo.json /results/shard-*.json" in mcmd, mcmd
+print("ok")
+)PY");
+  ProgramResult r = run_process({"python3", dir.file("check.py"), k8s}, std::chrono::seconds(60));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "ok\n") << r.err;
+
+  const std::string script = slurm + "/payloadrun-demo-array.sh";
+  r = run_process({"bash", "-n", script}, std::chrono::seconds(30));
+  EXPECT_EQ(r.status, 0) << r.err;
+  const std::string text = read_file(script);
+  for (const char* needle : {"#SBATCH --array=0-3", "SLURM_ARRAY_TASK_ID", "payloadrun\" merge", "afterany:",
+                             "sbatch --parsable"}) {
+    EXPECT_THAT(text, HasSubstr(needle));
+  }
+  EXPECT_EQ(::access(script.c_str(), X_OK), 0) << "the script is executable";
+}
+
+TEST(Examples, SlurmScriptRunsFourSlicesAndMergesUnderAFakeArray) {
+  TempDir dir;
+  const std::string script = examples_source_dir() + "/slurm/payloadrun-demo-array.sh";
+  const std::vector<std::string> common = {"PAYLOADRUN=" + runner_exe(), "PAYLOADRUN_RESULTS=" + dir.file("results")};
+  for (int task = 0; task < 4; ++task) {
+    std::vector<std::string> env = common;
+    env.insert(env.end(), {fmt::format("SLURM_ARRAY_TASK_ID={}", task), "SLURM_ARRAY_TASK_COUNT=4",
+                           "SLURM_ARRAY_TASK_MIN=0"});
+    const ProgramResult r = run_process({"bash", script}, std::chrono::seconds(90), env);
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+  }
+  const ProgramResult r = run_process({"bash", script, "merge"}, std::chrono::seconds(60), common);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("640 of 640 invocations passed (4 of 4 shard(s)"));
+  Json merged(dir.file("results/demo.json"));
+  EXPECT_TRUE(merged.root["passed"].get_bool().value());
+  EXPECT_EQ(merged.root["invocations"].get_array().size(), 640u);
+  EXPECT_EQ(xml_parse_error(dir.file("results/demo.xml")), "");
+}
+
+}  // namespace
