@@ -25,7 +25,6 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-const char* type_name(element_type t) { return json_type_name(t); }
 
 std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
 std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }
@@ -34,7 +33,7 @@ std::string index(const std::string& path, std::size_t i) { return json_path_ind
 class Fields {
  public:
   Fields(const std::string& file, element e, std::string path) : file_(file), path_(std::move(path)) {
-    if (e.get(o_) != simdjson::SUCCESS) fail(path_, fmt::format("expected an object, got {}", type_name(e.type())));
+    if (e.get(o_) != simdjson::SUCCESS) fail(path_, fmt::format("expected an object, got {}", json_type_name(e.type())));
   }
 
   [[noreturn]] void fail(const std::string& path, const std::string& what) const {
@@ -52,7 +51,7 @@ class Fields {
     return o_[key].get(e) == simdjson::SUCCESS;
   }
   [[noreturn]] void expected(std::string_view key, const char* what, element e) const {
-    fail(join(path_, key), fmt::format("expected {}, got {}", what, type_name(e.type())));
+    fail(join(path_, key), fmt::format("expected {}, got {}", what, json_type_name(e.type())));
   }
   std::string str(std::string_view key) const {
     element e = get(key, "a string");

@@ -23,7 +23,6 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-const char* type_name(element_type t) { return json_type_name(t); }
 
 // Parsing context: the file name, for messages.
 class Reader {
@@ -34,7 +33,7 @@ class Reader {
     throw ScenarioError(fmt::format("{}: {}: {}", file_, path.empty() ? "(top level)" : path, what));
   }
   [[noreturn]] void expected(const std::string& path, const std::string& what, element e) const {
-    fail(path, fmt::format("expected {}, got {}", what, type_name(e.type())));
+    fail(path, fmt::format("expected {}, got {}", what, json_type_name(e.type())));
   }
 
   object as_object(element e, const std::string& path, const char* what = "an object") const {
