@@ -1,6 +1,7 @@
 // The `payloadrun` program end to end: real processes, every wait bounded
 // (run_program terminates the program past its bound).
 #include <poll.h>
+#include <sys/stat.h>
 #include <pty.h>
 #include <sys/wait.h>
 
@@ -8,7 +9,11 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <map>
+#include <sstream>
 #include <set>
 
 #include <payloadrun/ring.hpp>
@@ -372,6 +377,67 @@ TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
   EXPECT_TRUE(r.root["interrupted"].get_bool().value());
   EXPECT_FALSE(r.root["passed"].get_bool().value());
   EXPECT_EQ(r.invocations().size(), 3u);
+}
+
+// The cgroup2 mount point from /proc/self/mountinfo (field 5 of the line
+// whose filesystem type, after " - ", is cgroup2), or empty.
+std::string cgroup2_mount() {
+  std::istringstream all(read_file("/proc/self/mountinfo"));
+  for (std::string line; std::getline(all, line);) {
+    std::istringstream f(line);
+    std::vector<std::string> fields;
+    for (std::string w; f >> w;) fields.push_back(w);
+    for (std::size_t i = 6; i + 1 < fields.size(); ++i) {
+      if (fields[i] == "-") {
+        if (fields[i + 1] == "cgroup2") return fields[4];
+        break;
+      }
+    }
+  }
+  return {};
+}
+
+// --cgroup-parent on the real cgroup2 filesystem: a named cgroup (created by
+// --create-cgroups), a fresh cgroup per invocation (own_cgroup, removed
+// afterwards), and a payload left outside. Each payload checks its own
+// /proc/self/cgroup with grep, so the verdicts say where it ran.
+TEST(Runner, CgroupParentPlacesPayloadsInRealCgroups) {
+  const std::string mount = cgroup2_mount();
+  const char* required = std::getenv("PAYLOADRUN_REQUIRE_CGROUP");
+  const bool must = required != nullptr && std::string(required) == "1";
+  const std::string rel = "payloadrun-runner-test-" + std::to_string(::getpid());
+  const std::string parent = mount + "/" + rel;
+  if (mount.empty() || ::mkdir(parent.c_str(), 0755) != 0) {
+    const std::string why = mount.empty() ? "no cgroup2 filesystem in /proc/self/mountinfo"
+                                          : "cgroup2 at " + mount + " is not writable: " + std::strerror(errno);
+    if (must) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
+    GTEST_SKIP() << why;
+  }
+  TempDir dir;
+  write_file(dir.file("s.json"), R"({"concurrency": 4, "payloads": [
+    {"name": "named", "binary": "grep", "args": ["-qx", "0::/)" + rel + R"(/work", "/proc/self/cgroup"],
+     "cgroup": "work", "checks": [{"exit_code": 0}], "count": 3},
+    {"name": "own", "binary": "grep", "args": ["-qE", "^0::/)" + rel + R"(/.+", "/proc/self/cgroup"],
+     "own_cgroup": true, "checks": [{"exit_code": 0}], "count": 3},
+    {"name": "outside", "binary": "grep", "args": ["-q", ")" + rel + R"(", "/proc/self/cgroup"],
+     "checks": [{"exit_code": 1}]}]})");
+  const ProgramResult r = run_program({"run", dir.file("s.json"), "--cgroup-parent", rel, "--create-cgroups",
+                                       "--json", dir.file("r.json"), "--quiet"},
+                                      std::chrono::seconds(60));
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(parent)) {
+    if (e.is_directory()) left.push_back(e.path().filename().string());
+  }
+  for (const auto& d : left) ::rmdir((parent + "/" + d).c_str());
+  ::rmdir(parent.c_str());
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(left, std::vector<std::string>{"work"}) << "own cgroups are removed after completion";
+  Report rep(dir.file("r.json"));
+  std::map<std::string, int> passed;
+  for (auto inv : rep.invocations()) passed[str(inv, "payload")] += inv["passed"].get_bool().value();
+  EXPECT_EQ(passed["named"], 3);
+  EXPECT_EQ(passed["own"], 3);
+  EXPECT_EQ(passed["outside"], 1);
 }
 
 }  // namespace
