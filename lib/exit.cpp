@@ -76,9 +76,13 @@ void on_timer(uv_timer_t* t) {
       signal_leader(*inv, SIGKILL);
       return;  // the exit watcher completes the invocation
     }
-    // Leader gone, pipes still open past the grace period (or deadline).
+    // Leader gone, pipes still open past the grace period, or the deadline
+    // passed during the drain. After a deadline kill (timed_out already) the
+    // killed processes get the grace period to close their ends.
     // libuv's clock can run a little behind ours: never act early.
-    if (!deadline_passed && !(inv->drain_until && now >= *inv->drain_until)) {
+    const bool drain_over = inv->drain_until && now >= *inv->drain_until;
+    const bool deadline_cut = deadline_passed && !inv->timed_out;
+    if (!drain_over && !deadline_cut) {
       arm_timer(*inv);
       return;
     }
@@ -99,12 +103,13 @@ void on_timer(uv_timer_t* t) {
 }
 
 // Before the leader exits: fire at the deadline. After: at the end of the
-// drain grace, or the deadline if sooner.
+// drain grace, or the deadline if sooner and not yet acted on (after a
+// deadline kill only the grace remains).
 void arm_timer(Invocation& inv) {
   std::optional<Clock::time_point> at = inv.deadline;
   if (inv.leader_exited) {
     if (!inv.drain_until) inv.drain_until = Clock::now() + inv.impl->options.drain_grace;
-    if (!at || *inv.drain_until < *at) at = inv.drain_until;
+    if (!at || inv.timed_out || *inv.drain_until < *at) at = inv.drain_until;
   }
   if (!at) return;
   uv_update_time(inv.impl->loop);  // time the timer from now, not the loop's cached now

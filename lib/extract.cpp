@@ -216,6 +216,16 @@ struct Extractor::Impl {
   void finish() noexcept;
 };
 
+// simdjson reports an integer beyond 64 bits as NUMBER_ERROR up to 3.7.0 and
+// as BIGINT_ERROR from 3.7.1 on; either way it is a number to rewrite.
+template <class E = simdjson::error_code>
+constexpr bool is_out_of_range_number(E e) {
+  if constexpr (requires { E::BIGINT_ERROR; }) {
+    if (e == E::BIGINT_ERROR) return true;
+  }
+  return e == E::NUMBER_ERROR;
+}
+
 // Parse `json` as serde_json::from_str would accept it; the tape stays
 // valid until the next parse.
 bool Extractor::Impl::parse(std::string_view json, bool allow_lossy) {
@@ -226,7 +236,7 @@ bool Extractor::Impl::parse(std::string_view json, bool allow_lossy) {
     rewritten = true;
   }
   auto result = parser_.parse(input.data(), input.size(), true);
-  if (result.error() == simdjson::NUMBER_ERROR && !rewritten && rewrite_numbers(json, number_buf_)) {
+  if (is_out_of_range_number(result.error()) && !rewritten && rewrite_numbers(json, number_buf_)) {
     input = number_buf_;
     result = parser_.parse(input.data(), input.size(), true);
   }

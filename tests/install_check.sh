@@ -176,8 +176,10 @@ int main() {
   return 0;
 }
 EOF
-extra=()
-[[ "$b_sanitize" == none ]] || extra=("-fsanitize=$b_sanitize")
+# -rpath-link: with wrap fallbacks, libpayloadrun's own shared dependencies
+# (libuv, fmt, spdlog) are staged next to it; let the linker find them there.
+extra=("-Wl,-rpath-link,$lib_dir")
+[[ "$b_sanitize" == none ]] || extra+=("-fsanitize=$b_sanitize")
 echo "== $CXX -std=c++20 ${extra[*]} consumer.cpp $cflags $libs"
 # shellcheck disable=SC2086  # word splitting of the pkg-config flags is intended
 if ! "$CXX" -std=c++20 "${extra[@]}" -o "$tmp/consumer" "$tmp/consumer.cpp" $cflags $libs; then

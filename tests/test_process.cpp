@@ -189,6 +189,22 @@ TEST_P(ProcessMechanics, DeadlineCoversTheDrain) {
   EXPECT_TRUE(c.metrics.drain_cut_short);
 }
 
+TEST_P(ProcessMechanics, AfterADeadlineKillTheDrainGetsTheGrace) {
+  // The leader is killed at the deadline; its killed group may take a moment
+  // to close the pipes (a race with the leader's reaping, seen under load),
+  // so the drain gets the grace period, and only an escapee that keeps the
+  // pipes past it is cut off.
+  SupervisorOptions o = opts();
+  o.drain_grace = 300ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = sup(o).payload(sh("late", "setsid sleep 3 & exec sleep 60")).timeout(200ms).run();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(c.metrics.timed_out);
+  EXPECT_TRUE(c.metrics.drain_cut_short);
+  EXPECT_GE(took, 480ms) << "the grace after the kill was skipped";
+  EXPECT_LT(took, 2s);
+}
+
 TEST_P(ProcessMechanics, PayloadIgnoringSigtermIsStillKilled) {
   auto c = sup(opts()).payload(child_payload("stubborn", {"ignore-term"})).timeout(200ms).run();
   EXPECT_TRUE(c.metrics.timed_out);

@@ -104,8 +104,10 @@ class PAYLOADRUN_API PayloadRun {
   /// that left the process group.
   PayloadRun& own_cgroup(bool on = true);
   /// Deadline for the whole invocation, pipe EOF included. At expiry the
-  /// process group is killed, partial output kept, exit_code = -1 and
-  /// timed_out = true. Not an error.
+  /// process group (and own cgroup) is killed, partial output kept,
+  /// exit_code = -1 and timed_out = true. Not an error. The killed processes
+  /// then get SupervisorOptions::drain_grace to close the pipes; an escaped
+  /// descendant holding them longer is cut off (drain_cut_short).
   PayloadRun& timeout(std::chrono::milliseconds d);
   /// Set an environment variable for the child (the child inherits the
   /// supervisor's environment by default).
