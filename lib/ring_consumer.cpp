@@ -3,9 +3,11 @@
 // waits on the shared futex) and Drain (messages -> sidecar lines).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -22,9 +24,6 @@ using detail::RecordHeader;
 using detail::RingHeader;
 
 namespace {
-// Bound on a reassembled message held in memory.
-constexpr std::uint64_t max_message_bytes = std::uint64_t{4} << 30;
-
 struct Partial {
   RecordType type;
   std::uint64_t payload_index;
@@ -41,6 +40,9 @@ struct RingConsumer::Impl {
   RingStats stats;
   std::vector<std::string> reports;
   std::map<std::pair<std::uint32_t, std::uint64_t>, Partial> partials;  // (pid, message_id)
+  // Messages already counted incomplete whose later fragments may still
+  // come: those are skipped without counting the message again.
+  std::set<std::pair<std::uint32_t, std::uint64_t>> counted;
 
   Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {
     // One consumer at a time: claim consumer_pid; a dead holder's claim is
@@ -74,9 +76,13 @@ struct RingConsumer::Impl {
 
   // A header that cannot be trusted at `pos`: scan forward for the next
   // committed record whose header checksum holds, else skip to head.
+  // Offsets from pos (head - pos <= capacity here): positions near the end
+  // of the u64 range (an untrusted header page) cannot make this loop wrap.
   void resync(std::uint64_t pos, std::uint64_t head, const char* why) {
-    std::uint64_t p = pos + detail::record_align;
-    for (; p < head; p += detail::record_align) {
+    const std::uint64_t span = head - pos;
+    std::uint64_t off = detail::record_align;
+    for (; off < span; off += detail::record_align) {
+      const std::uint64_t p = pos + off;
       const RecordHeader& r = map.record_at(p);
       if (r.magic != detail::record_magic) continue;
       const std::uint32_t st = r.state.load(std::memory_order_acquire);
@@ -89,11 +95,12 @@ struct RingConsumer::Impl {
         break;
       }
     }
+    off = std::min(off, span);  // nothing found: skip to head (which may be unaligned)
     ++stats.corrupt;
     map.header().corrupt.fetch_add(1);
     report(fmt::format("ring '{}': corrupt record header at offset {} ({}); skipped {} bytes",
-                       map.name(), pos, why, p - pos));
-    advance(p);
+                       map.name(), pos, why, off));
+    advance(pos + off);
   }
 
   enum class Step { message, progressed, blocked, empty };
@@ -160,7 +167,7 @@ struct RingConsumer::Impl {
       report(fmt::format("ring '{}': record of pid {} payload index {} failed its checksum "
                          "(torn or corrupt); dropped",
                          map.name(), hdr.pid, hdr.payload_index));
-      if (hdr.frag_count > 1) drop_partial(hdr.pid, hdr.message_id, "a fragment was corrupt");
+      if (hdr.frag_count > 1) lose_message(hdr, "a fragment was corrupt");
       return Step::progressed;
     }
     ++stats.records;
@@ -193,10 +200,24 @@ struct RingConsumer::Impl {
                        map.name(), id, pid, index, why));
   }
 
+  // A fragment of the message is lost or out of sequence: count the message
+  // incomplete once, whichever of its fragments follow.
+  void lose_message(const RecordHeader& hdr, const char* why) {
+    const auto key = std::make_pair(hdr.pid, hdr.message_id);
+    if (partials.count(key) != 0 || counted.count(key) == 0) drop_partial(hdr.pid, hdr.message_id, why);
+    if (std::uint64_t{hdr.frag_index} + 1 >= hdr.frag_count) {
+      counted.erase(key);  // its last fragment: none follow
+    } else {
+      if (counted.size() >= 4096) counted.clear();  // bounded (at worst a message counts twice)
+      counted.insert(key);
+    }
+  }
+
   Step fragment(const RecordHeader& hdr, RecordType type, std::string body,
                 std::optional<RingMessage>& out) {
     const auto key = std::make_pair(hdr.pid, hdr.message_id);
-    if (hdr.frag_index >= hdr.frag_count || hdr.total_length > max_message_bytes) {
+    // (A message is at most 4 GiB: total_length is a u32.)
+    if (hdr.frag_index >= hdr.frag_count) {
       ++stats.corrupt;
       report(fmt::format("ring '{}': fragment {}/{} of pid {} is inconsistent; skipped",
                          map.name(), hdr.frag_index, hdr.frag_count, hdr.pid));
@@ -204,14 +225,20 @@ struct RingConsumer::Impl {
     }
     auto it = partials.find(key);
     if (hdr.frag_index == 0) {
+      counted.erase(key);
       if (it != partials.end()) drop_partial(hdr.pid, hdr.message_id, "restarted");
       Partial p{type, hdr.payload_index, hdr.frag_count, 0, hdr.total_length, {}};
-      p.body.reserve(hdr.total_length);
+      // total_length is untrusted: reserve at most a ring's worth up front;
+      // the body grows as fragments really arrive.
+      p.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(hdr.total_length, map.capacity())));
       it = partials.emplace(key, std::move(p)).first;
     } else if (it == partials.end()) {
       // Its first fragments were lost (abandoned, corrupt, or consumed by a
-      // consumer that stopped).
-      if (hdr.frag_index + 1 == hdr.frag_count) {
+      // consumer that stopped), or it was already counted incomplete.
+      const bool last = hdr.frag_index + 1 == hdr.frag_count;
+      if (counted.count(key) != 0) {
+        if (last) counted.erase(key);
+      } else if (last) {
         drop_partial(hdr.pid, hdr.message_id, "its first fragments are missing");
       }
       return Step::progressed;
@@ -219,7 +246,7 @@ struct RingConsumer::Impl {
     Partial& p = it->second;
     if (hdr.frag_index != p.next_frag || hdr.frag_count != p.frag_count ||
         hdr.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
-      drop_partial(hdr.pid, hdr.message_id, "fragments out of sequence");
+      lose_message(hdr, "fragments out of sequence");
       return Step::progressed;
     }
     p.body += body;
