@@ -394,10 +394,16 @@ TEST_F(CgroupFs, OpenRejectsControllersInSubtreeControl) {
   const std::string root_ctrls = slurp(mount_ + "/cgroup.controllers");
   std::string ctrl = has_word(root_ctrls, "hugetlb") ? "hugetlb" : "";
   if (ctrl.empty()) std::istringstream(root_ctrls) >> ctrl;
-  if (ctrl.empty()) GTEST_SKIP() << "no controller is available on cgroup2 at " << mount_;
+  if (ctrl.empty()) {
+    const std::string why = "no controller is available on cgroup2 at " + mount_;
+    if (cgroup_required()) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
+    GTEST_SKIP() << why;
+  }
   if (!has_word(slurp(parent_ + "/cgroup.controllers"), ctrl)) {
     if (!write_text(mount_ + "/cgroup.subtree_control", "+" + ctrl)) {
-      GTEST_SKIP() << "cannot enable " << ctrl << " at the cgroup2 root: " << std::strerror(errno);
+      const std::string why = "cannot enable " + ctrl + " at the cgroup2 root: " + std::strerror(errno);
+      if (cgroup_required()) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
+      GTEST_SKIP() << why;
     }
     root_controller_ = ctrl;
   }

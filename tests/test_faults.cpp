@@ -130,7 +130,11 @@ int tasks_of_uid(uid_t uid) {
 // spawns over the limit fail with EAGAIN and a remedy, the others complete,
 // and nothing is left behind. The child reports through a pipe.
 TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become an unprivileged user with RLIMIT_NPROC";
+  if (::geteuid() != 0) {
+    // As a non-root user the limit would bind the test runner itself.
+    GTEST_SKIP() << "needs root (uid " << ::geteuid()
+                 << "): the batch runs as `nobody` under a tight RLIMIT_NPROC, which root alone can set up";
+  }
   constexpr uid_t nobody = 65534;
   const int others = tasks_of_uid(nobody);
   ASSERT_GE(others, 0);
