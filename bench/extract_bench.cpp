@@ -1,17 +1,27 @@
-// Extraction throughput on a deterministic, real-shaped fio
-// --output-format=json document (pretty-printed like fio, thousands of
+// Extraction throughput (Google Benchmark) on a deterministic, real-shaped
+// fio --output-format=json document (pretty-printed like fio, thousands of
 // numeric leaves): payloadrun's Extractor vs the same flattening written with
-// RapidJSON and nlohmann::json (into the same PayloadMetrics sink), vs
-// simdjson's bare DOM parse (no flattening: the practical limit).
-// Implementations are interleaved A B C D A B C D ... for --rounds rounds;
-// each sample runs for --min-seconds. Every flattening must yield exactly the
-// generator's leaf count and the same value sum, else exit 1.
-// Prints one JSON object per implementation: {"impl","mb_per_s","bytes","leaves"}.
+// RapidJSON and nlohmann::json, vs simdjson's bare DOM parse (no flattening:
+// the practical limit). Each peer is written twice: into the same
+// PayloadMetrics sink with one reused path buffer (as well as we can write
+// it), and "textbook" (a new std::string per node, prefix + "." + key, into
+// a vector of (name, value) pairs: the flatten most code does).
+// Repetitions run in random interleaved order (Google Benchmark's
+// --benchmark_enable_random_interleaving), --rounds of them, each at least
+// --min-seconds. Before timing, every flattening must yield exactly the
+// generator's leaf count and value sum, else exit 1.
+// Google Benchmark's table goes to stderr (its --benchmark_* flags work, e.g.
+// --benchmark_out=f.json); stdout gets one JSON object per implementation,
+// the median over repetitions: {"impl","mb_per_s","bytes","leaves","rounds"}.
+#include <benchmark/benchmark.h>
 #include <simdjson.h>
 
 #include <cmath>
 #include <functional>
+#include <iostream>
+#include <map>
 #include <random>
+#include <utility>
 
 #include "common.hpp"
 #include "payloadrun/payloadrun.hpp"
@@ -273,11 +283,71 @@ std::size_t nlohmann_flatten(std::string_view text, payloadrun::PayloadMetrics& 
 }
 #endif
 
+// --- textbook peers: a new std::string per node, pairs in a vector ----------
+
+using NamedValues = std::vector<std::pair<std::string, double>>;
+
+std::string join(const std::string& prefix, std::string_view key) {
+  return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+}
+
+#if defined(HAVE_RAPIDJSON)
+void rapid_textbook_walk(const rapidjson::Value& v, const std::string& prefix, NamedValues& out) {
+  if (v.IsObject()) {
+    for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+      rapid_textbook_walk(it->value, join(prefix, {it->name.GetString(), it->name.GetStringLength()}), out);
+    }
+  } else if (v.IsArray()) {
+    for (rapidjson::SizeType i = 0; i < v.Size(); ++i) rapid_textbook_walk(v[i], join(prefix, std::to_string(i)), out);
+  } else if (v.IsNumber() && std::isfinite(v.GetDouble())) {
+    out.emplace_back(prefix, v.GetDouble());
+  }
+}
+std::size_t rapid_textbook(std::string_view text, NamedValues& out) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError()) return 0;
+  rapid_textbook_walk(doc, "", out);
+  return out.size();
+}
+#endif
+
+#if defined(HAVE_NLOHMANN_JSON)
+void nlohmann_textbook_walk(const nlohmann::json& v, const std::string& prefix, NamedValues& out) {
+  if (v.is_object()) {
+    for (const auto& [key, value] : v.items()) nlohmann_textbook_walk(value, join(prefix, key), out);
+  } else if (v.is_array()) {
+    for (std::size_t i = 0; i < v.size(); ++i) nlohmann_textbook_walk(v[i], join(prefix, std::to_string(i)), out);
+  } else if (v.is_number() && std::isfinite(v.get<double>())) {
+    out.emplace_back(prefix, v.get<double>());
+  }
+}
+std::size_t nlohmann_textbook(std::string_view text, NamedValues& out) {
+  const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded()) return 0;
+  nlohmann_textbook_walk(doc, "", out);
+  return out.size();
+}
+#endif
+
 struct Impl {
   std::string name;
   std::function<std::size_t()> run;  // one full pass; returns metrics found (or 1 for bare parse)
-  bool flattens = true;
-  std::vector<double> mbps = {};
+  enum Check { sink, pairs, parse } check = sink;
+};
+
+// Collects bytes_per_second of every repetition; shows the usual table.
+class Collector : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, std::vector<double>> mbps;
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const auto& r : runs) {
+      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
+      const auto it = r.counters.find("bytes_per_second");
+      if (it != r.counters.end()) mbps[r.run_name.function_name].push_back(it->second.value / 1e6);
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
 };
 
 }  // namespace
@@ -297,6 +367,7 @@ int main(int argc, char** argv) {
     }
 
     payloadrun::PayloadMetrics out;
+    NamedValues pairs;
     payloadrun::Extractor extractor;
     simdjson::dom::parser parser;
     const simdjson::padded_string padded(text);
@@ -309,53 +380,91 @@ int main(int argc, char** argv) {
     impls.push_back({"simdjson_parse", [&]() -> std::size_t {
                        simdjson::dom::element e;
                        return parser.parse(padded).get(e) == simdjson::SUCCESS ? 1 : 0;
-                     }, false});
+                     }, Impl::parse});
 #if defined(HAVE_RAPIDJSON)
     impls.push_back({"rapidjson", [&] {
                        out.clear();
                        return rapid_flatten(text, out);
                      }});
+    impls.push_back({"rapidjson_textbook", [&] {
+                       pairs.clear();
+                       return rapid_textbook(text, pairs);
+                     }, Impl::pairs});
 #endif
 #if defined(HAVE_NLOHMANN_JSON)
     impls.push_back({"nlohmann", [&] {
                        out.clear();
                        return nlohmann_flatten(text, out);
                      }});
+    impls.push_back({"nlohmann_textbook", [&] {
+                       pairs.clear();
+                       return nlohmann_textbook(text, pairs);
+                     }, Impl::pairs});
 #endif
 
-    // Correctness: every flattening yields the generator's leaves and sum.
+    // Correctness first: every flattening yields the generator's leaves and
+    // sum, and finds a percentile key with dots in it.
     for (auto& impl : impls) {
       const std::size_t got = impl.run();
-      if (!impl.flattens) {
+      if (impl.check == Impl::parse) {
         if (got != 1) bench::fail(impl.name + " could not parse the document");
         continue;
       }
-      if (got != doc.leaves || out.size() != doc.leaves) {
+      double sum = 0;
+      bool has_percentile = false;
+      const std::string key = "jobs.0.read.clat_ns.percentile.99.900000";
+      if (impl.check == Impl::sink) {
+        for (const auto& m : out) sum += m.value;
+        has_percentile = out.get(key).has_value();
+      } else {
+        for (const auto& [name, value] : pairs) {
+          sum += value;
+          has_percentile = has_percentile || name == key;
+        }
+      }
+      if (got != doc.leaves) {
         bench::fail(impl.name + " found " + std::to_string(got) + " metrics, expected " +
                     std::to_string(doc.leaves));
       }
-      double sum = 0;
-      for (const auto& m : out) sum += m.value;
       if (std::abs(sum - doc.sum) > 1e-9 * std::abs(doc.sum)) bench::fail(impl.name + ": value sum differs");
-      if (!out.get("jobs.0.read.clat_ns.percentile.99.900000")) bench::fail(impl.name + ": missing a percentile");
+      if (!has_percentile) bench::fail(impl.name + ": missing " + key);
     }
 
-    for (long r = 0; r < rounds; ++r) {
-      for (auto& impl : impls) {
-        long iters = 0;
-        const auto t0 = bench::clock::now();
-        double secs = 0;
-        do {
-          if (impl.run() == 0) bench::fail(impl.name + " failed mid-run");
-          ++iters;
-          secs = bench::seconds_since(t0);
-        } while (secs < min_seconds);
-        impl.mbps.push_back(static_cast<double>(text.size()) * static_cast<double>(iters) / secs / 1e6);
-      }
+    for (auto& impl : impls) {
+      benchmark::RegisterBenchmark(impl.name.c_str(), [&impl, &text](benchmark::State& state) {
+        for (auto _ : state) {
+          if (impl.run() == 0) {
+            state.SkipWithError("failed mid-run");
+            break;
+          }
+        }
+        state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text.size()));
+      })->Repetitions(static_cast<int>(rounds))->MinTime(min_seconds)->ReportAggregatesOnly(false);
     }
+    // Google Benchmark parses its own --benchmark_* flags; ours were read above.
+    std::vector<char*> gb_argv{argv[0]};
+    std::string interleave = "--benchmark_enable_random_interleaving=true";
+    std::string no_color = "--benchmark_color=false";  // the log is not a terminal (yours may override)
+    gb_argv.push_back(interleave.data());
+    gb_argv.push_back(no_color.data());
+    for (int i = 1; i < argc; ++i) {
+      if (std::string_view(argv[i]).rfind("--benchmark_", 0) == 0) gb_argv.push_back(argv[i]);
+    }
+    int gb_argc = static_cast<int>(gb_argv.size());
+    benchmark::Initialize(&gb_argc, gb_argv.data());
+    Collector collector;
+    collector.SetOutputStream(&std::cerr);
+    collector.SetErrorStream(&std::cerr);
+    benchmark::RunSpecifiedBenchmarks(&collector);
+    benchmark::Shutdown();
     for (const auto& impl : impls) {
+      const auto& v = collector.mbps[impl.name];
+      if (static_cast<long>(v.size()) != rounds) {
+        bench::fail(impl.name + ": " + std::to_string(v.size()) + " of " + std::to_string(rounds) +
+                    " repetitions reported");
+      }
       std::printf("{\"impl\":\"%s\",\"mb_per_s\":%.2f,\"bytes\":%zu,\"leaves\":%zu,\"rounds\":%ld}\n",
-                  impl.name.c_str(), bench::median(impl.mbps), text.size(), doc.leaves, rounds);
+                  impl.name.c_str(), bench::median(v), text.size(), doc.leaves, rounds);
     }
     return 0;
   } catch (const std::exception& e) {

@@ -5,7 +5,7 @@
 //            must be 0 and stdout empty. Prints {"mode","spawns","seconds","rate"}.
 //   sleep    --n N [--sleep S]   N `sleep S` children in flight: CPU% while
 //            idle, RSS growth per child, wall time to reap all.
-//   deadline --n N [--deadline-ms D] [--pace-per-ms P]: children that ignore
+//   deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P] [--tick-ms T]: children that ignore
 //            SIGTERM, killed by spawn's `timeout` option with SIGKILL;
 //            lateness of the completion after the deadline (p50/p99 ms).
 // Any wrong result exits 1.
@@ -97,21 +97,23 @@ function runSleep() {
   lastSpawn = nowNs();
   const spawnS = secsSince(t0);
   let idle = null;
-  // Idle window: from 100 ms after the last spawn to 0.1 s before the first
-  // sleep can end.
-  const windowStart = Math.max(0.1 + spawnS, 0);
-  const windowEnd = sleepS - 0.1;
-  const rssSpawned = { v: 0 };
-  setTimeout(() => {
-    const c0 = process.cpuUsage();
-    const w0 = nowNs();
-    rssSpawned.v = process.memoryUsage().rss;
+  // Idle window (the same rule as supervise_bench): from 100 ms after the
+  // last spawn to 100 ms before the first sleep can end (it started spawnS
+  // before the last spawn); none if spawning outlasted the sleep.
+  const windowLen = sleepS - 0.1 - spawnS - 0.1;
+  const rssSpawned = { v: process.memoryUsage().rss };
+  if (windowLen > 0.05) {
     setTimeout(() => {
-      const c1 = process.cpuUsage(c0);
-      const w = secsSince(w0);
-      idle = { cpu_pct: ((c1.user + c1.system) / 1e6 / w) * 100, window_s: w };
-    }, Math.max(50, (windowEnd - windowStart) * 1000));
-  }, windowStart * 1000);
+      const c0 = process.cpuUsage();
+      const w0 = nowNs();
+      rssSpawned.v = process.memoryUsage().rss;
+      setTimeout(() => {
+        const c1 = process.cpuUsage(c0);
+        const w = secsSince(w0);
+        idle = { cpu_pct: ((c1.user + c1.system) / 1e6 / w) * 100, window_s: w };
+      }, windowLen * 1000);
+    }, 100);
+  }
   function report() {
     // Spawning took longer than the sleep: no idle window exists; report null
     // (a measurement condition of a loaded machine, not a wrong result).

@@ -9,6 +9,9 @@
 //   uv_raw         a bare libuv uv_spawn + uv_pipe_t loop
 // Every spawn is checked: exit code 0, no signal, stdout exactly as expected
 // (empty for /bin/true). Any mismatch exits 1.
+// --extra-fds F: each mode opens F more descriptors (pipes) after its own
+// setup and holds them while it spawns, like a host with F sockets or a
+// supervisor with F/3 live payloads (spawn cost vs the parent's fd table).
 // Output: one JSON object per line: {"mode","round","spawns","seconds","rate"}.
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +38,28 @@ struct Config {
   double max_seconds = 1e9;  // stop launching after this; the rate counts what completed
   std::string cmd = "/bin/true";
   std::string expect_stdout;
+  long extra_fds = 0;
+};
+
+// F descriptors held open (F/2 pipes), closed on destruction.
+class ExtraFds {
+ public:
+  explicit ExtraFds(long count) {
+    for (long i = 0; i + 1 < count; i += 2) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC) != 0) bench::fail("--extra-fds: pipe2 failed (raise RLIMIT_NOFILE)");
+      fds_.push_back(p[0]);
+      fds_.push_back(p[1]);
+    }
+  }
+  ExtraFds(const ExtraFds&) = delete;
+  ExtraFds& operator=(const ExtraFds&) = delete;
+  ~ExtraFds() {
+    for (int fd : fds_) ::close(fd);
+  }
+
+ private:
+  std::vector<int> fds_;
 };
 
 struct Result {
@@ -56,6 +81,7 @@ Result run_payloadrun(const Config& cfg, payloadrun::SpawnBackend backend) {
   payloadrun::SupervisorOptions opts;
   opts.backend = backend;
   payloadrun::Supervisor sup(opts);
+  const ExtraFds extra(cfg.extra_fds);  // opened after the supervisor, like live payloads' fds
   auto payload = std::make_shared<const payloadrun::Payload>(
       payloadrun::Payload::binary_payload("spawn_bench", cfg.cmd));
   long launched = 0;
@@ -83,6 +109,7 @@ Result run_payloadrun(const Config& cfg, payloadrun::SpawnBackend backend) {
 // --- posix_spawn + poll + waitpid --------------------------------------------
 
 Result run_posix_spawn(const Config& cfg) {
+  const ExtraFds extra(cfg.extra_fds);
   std::vector<pollfd> pfds;
   std::vector<pid_t> pids;
   std::vector<std::string> outs;
@@ -243,6 +270,7 @@ void uv_launch(UvSlot& s) {
 Result run_uv_raw(const Config& cfg) {
   uv_loop_t loop;
   uv_loop_init(&loop);
+  const ExtraFds extra(cfg.extra_fds);
   UvCtx ctx;
   ctx.cfg = &cfg;
   ctx.loop = &loop;
@@ -281,10 +309,11 @@ int main(int argc, char** argv) {
     cfg.expect_stdout = args.str("expect-stdout", "");
     const long rounds = args.integer("rounds", 1);
     const long heap_mib = args.integer("heap-mib", smoke ? 16 : 0);
+    cfg.extra_fds = args.integer("extra-fds", 0);
     std::vector<std::string> modes;
     std::stringstream ss(args.str("mode", "payloadrun,payloadrun_uv,posix_spawn,uv_raw"));
     for (std::string m; std::getline(ss, m, ',');) modes.push_back(m);
-    bench::raise_nofile(static_cast<rlim_t>(cfg.k * 4 + 256));
+    bench::raise_nofile(static_cast<rlim_t>(cfg.k * 4 + cfg.extra_fds + 256));
 
     const bench::TouchedHeap heap(static_cast<std::size_t>(heap_mib) << 20);
     for (long r = 0; r < rounds; ++r) {
@@ -292,9 +321,9 @@ int main(int argc, char** argv) {
         const Result res = run_mode(m, cfg);
         if (res.spawns <= 0) bench::fail("no spawn completed");
         std::printf(
-            "{\"mode\":\"%s\",\"round\":%ld,\"k\":%ld,\"heap_mib\":%ld,\"spawns\":%ld,"
-            "\"seconds\":%.6f,\"rate\":%.3f}\n",
-            m.c_str(), r, cfg.k, heap_mib, res.spawns, res.seconds,
+            "{\"mode\":\"%s\",\"round\":%ld,\"k\":%ld,\"heap_mib\":%ld,\"extra_fds\":%ld,"
+            "\"spawns\":%ld,\"seconds\":%.6f,\"rate\":%.3f}\n",
+            m.c_str(), r, cfg.k, heap_mib, cfg.extra_fds, res.spawns, res.seconds,
             static_cast<double>(res.spawns) / res.seconds);
         std::fflush(stdout);
       }

@@ -323,6 +323,7 @@ void init_impl(Supervisor::Impl& impl) {
   }
   impl.read_buffer = std::make_unique<char[]>(Supervisor::Impl::read_buffer_size);
   impl.child_stack = std::make_unique<char[]>(Supervisor::Impl::child_stack_size);
+  detail::init_spawn_slots(impl);
 
   struct sigaction current {};
   ::sigaction(SIGCHLD, nullptr, &current);

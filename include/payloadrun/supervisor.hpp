@@ -36,7 +36,11 @@ namespace payloadrun {
 /// How payload processes are created.
 enum class SpawnBackend {
   /// vfork-style clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD): cost independent
-  /// of the parent's heap size. The default.
+  /// of the parent's heap size and, on Linux >= 5.9, of how many fds the
+  /// process has open (the supervisor keeps three low fds, /dev/null
+  /// between spawns, through which a child gets its stdio; construct the
+  /// Supervisor before opening thousands of fds so they stay low). The
+  /// default.
   clone_vfork,
   /// libuv's uv_spawn (fork on Linux; slower with a large heap). Kept for
   /// comparison in bench/.

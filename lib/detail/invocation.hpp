@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -103,6 +104,12 @@ struct Supervisor::Impl {
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   std::unique_ptr<char[]> child_stack;
   static constexpr std::size_t child_stack_size = 64 * 1024;
+  // Flat spawn cost (spawn.cpp): the child shares our fd table (CLONE_FILES)
+  // and keeps a private copy of only fds below `spawn_keep_below`, where
+  // these three slots (/dev/null between spawns) carry its stdin, stdout and
+  // stderr. Empty when close_range(CLOSE_RANGE_UNSHARE) is unavailable.
+  std::array<detail::UniqueFd, 3> spawn_slots;
+  unsigned spawn_keep_below = 0;
 
   std::unordered_set<detail::Invocation*> live;
   int dispatch_depth = 0;  // > 0 while one of our callbacks runs
@@ -122,6 +129,9 @@ void dispatch(Supervisor::Impl* impl, const char* where, Body&& body) noexcept;
 std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const PayloadRun& run);
 /// Remove a per-invocation cgroup (after the payload is gone) and forget it.
 void discard_cgroup(Invocation& inv) noexcept;
+/// Prepares Impl::spawn_slots (flat spawn cost); leaves them empty where
+/// the kernel lacks close_range(CLOSE_RANGE_UNSHARE). Never throws.
+void init_spawn_slots(Supervisor::Impl& impl) noexcept;
 
 // capture.cpp
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
