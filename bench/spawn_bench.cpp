@@ -318,13 +318,15 @@ int main(int argc, char** argv) {
     const bench::TouchedHeap heap(static_cast<std::size_t>(heap_mib) << 20);
     for (long r = 0; r < rounds; ++r) {
       for (const auto& m : modes) {
+        const double cpu0 = bench::self_cpu_seconds();
         const Result res = run_mode(m, cfg);
+        const double self_cpu_us = (bench::self_cpu_seconds() - cpu0) * 1e6 / static_cast<double>(res.spawns);
         if (res.spawns <= 0) bench::fail("no spawn completed");
         std::printf(
             "{\"mode\":\"%s\",\"round\":%ld,\"k\":%ld,\"heap_mib\":%ld,\"extra_fds\":%ld,"
-            "\"spawns\":%ld,\"seconds\":%.6f,\"rate\":%.3f}\n",
+            "\"spawns\":%ld,\"seconds\":%.6f,\"rate\":%.3f,\"self_cpu_us_per_spawn\":%.2f}\n",
             m.c_str(), r, cfg.k, heap_mib, cfg.extra_fds, res.spawns, res.seconds,
-            static_cast<double>(res.spawns) / res.seconds);
+            static_cast<double>(res.spawns) / res.seconds, self_cpu_us);
         std::fflush(stdout);
       }
     }

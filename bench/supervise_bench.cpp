@@ -5,14 +5,22 @@
 //       minus (last spawn + S)). Every payload must exit 0, untimed-out.
 //   --mode deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P]
 //       [--tick-ms T]: payloads that ignore SIGTERM, spawned P every T ms,
-//       each with a D ms deadline; lateness of each completion after its
-//       deadline (p50/p99/max ms). Every payload must report timed_out,
-//       exit_code -1 and SIGKILL.
+//       each with a D ms deadline; lateness after the deadline of each
+//       completion (p50/p99/max ms) and of each kill (kill_p50/p99/max_ms:
+//       the process's death, stamped by a thread of this benchmark that
+//       polls pidfds of its own, so it does not depend on when the loop
+//       reaps). Every payload must report timed_out, exit_code -1, SIGKILL.
 // Prints one JSON object; any wrong result exits 1.
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <csignal>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "common.hpp"
 #include "payloadrun/payloadrun.hpp"
@@ -109,6 +117,58 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
   return 0;
 }
 
+// Stamps the death of each watched process from a thread of its own
+// (epoll on pidfds), independent of the supervisor's loop.
+class DeathWatch {
+ public:
+  explicit DeathWatch(long n) : died_(static_cast<std::size_t>(n)), epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (epfd_ < 0) bench::fail("epoll_create1 failed");
+    thread_ = std::thread([this] { run(); });
+  }
+  DeathWatch(const DeathWatch&) = delete;
+  DeathWatch& operator=(const DeathWatch&) = delete;
+  ~DeathWatch() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(epfd_);
+  }
+  void watch(std::size_t i, int pid) {
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) bench::fail("pidfd_open failed for a payload that should be alive");
+    fds_.push_back(fd);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLONESHOT;  // fires once per death; no removal needed
+    ev.data.u64 = i;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) bench::fail("epoll_ctl failed");
+  }
+  /// Waits (bounded) until `n` deaths are stamped; then they may be read.
+  const std::vector<bench::clock::time_point>& deaths(long n) {
+    for (int i = 0; i < 10000 && seen_.load() < n; ++i) ::usleep(1000);
+    if (seen_.load() < n) bench::fail("the death watch missed a payload's death");
+    return died_;
+  }
+
+ private:
+  void run() {
+    epoll_event evs[64];
+    while (!stop_) {
+      const int k = ::epoll_wait(epfd_, evs, 64, 50);
+      const auto now = bench::clock::now();
+      for (int j = 0; j < k; ++j) {
+        died_[evs[j].data.u64] = now;
+        seen_.fetch_add(1);  // publishes the stamp (seq_cst) to deaths()
+      }
+    }
+  }
+  std::vector<bench::clock::time_point> died_;
+  std::vector<int> fds_;  // the loop thread's only
+  int epfd_;
+  std::atomic<bool> stop_{false};
+  std::atomic<long> seen_{0};
+  std::thread thread_;
+};
+
 int run_deadline(const bench::Args& args, uv_loop_t* loop) {
   const bool smoke = args.has("smoke");
   const long n = args.integer("n", smoke ? 20 : 1000);
@@ -120,6 +180,8 @@ int run_deadline(const bench::Args& args, uv_loop_t* loop) {
   bench::raise_nofile(static_cast<rlim_t>(n * 4 + 1024));
   std::vector<double> late_ms;
   late_ms.reserve(static_cast<std::size_t>(n));
+  std::vector<bench::clock::time_point> spawned(static_cast<std::size_t>(n));
+  DeathWatch watch(n);
   {
     payloadrun::Supervisor sup(loop);
     auto payload = std::make_shared<const payloadrun::Payload>(payloadrun::Payload::binary_payload("ignore_term", cmd));
@@ -127,9 +189,12 @@ int run_deadline(const bench::Args& args, uv_loop_t* loop) {
     Timer tick(loop);
     auto on_tick = [&] {
       for (long i = 0; i < per_tick && launched < n; ++i) {
-        ++launched;
+        const auto index = static_cast<std::size_t>(launched++);
         const auto t = bench::clock::now();
-        sup.payload(payload).timeout(deadline).spawn([&, t](payloadrun::Completion c) {
+        spawned[index] = t;
+        payloadrun::PayloadHandle h = sup.payload(payload).timeout(deadline).spawn();
+        watch.watch(index, h.pid().value_or(0));
+        h.on_exit([&, t](payloadrun::Completion c) {
           const auto end = bench::clock::now();
           if (c.error) bench::fail("supervision error: " + *c.error);
           if (!c.metrics.timed_out || c.metrics.exit_code != -1 || c.metrics.killed_by_signal != SIGKILL) {
@@ -147,9 +212,17 @@ int run_deadline(const bench::Args& args, uv_loop_t* loop) {
   for (double l : late_ms) {
     if (l < -0.5) bench::fail("a payload completed before its deadline");
   }
-  std::printf("{\"mode\":\"deadline\",\"n\":%ld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f}\n", n,
+  const auto& died = watch.deaths(n);
+  std::vector<double> kill_ms;
+  for (std::size_t i = 0; i < died.size(); ++i) {
+    kill_ms.push_back(std::chrono::duration<double, std::milli>(died[i] - spawned[i] - deadline).count());
+    if (kill_ms.back() < -0.5) bench::fail("a payload was killed before its deadline");
+  }
+  std::printf("{\"mode\":\"deadline\",\"n\":%ld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,"
+              "\"kill_p50_ms\":%.4f,\"kill_p99_ms\":%.4f,\"kill_max_ms\":%.4f}\n", n,
               bench::percentile(late_ms, 50), bench::percentile(late_ms, 99),
-              bench::percentile(late_ms, 100));
+              bench::percentile(late_ms, 100), bench::percentile(kill_ms, 50),
+              bench::percentile(kill_ms, 99), bench::percentile(kill_ms, 100));
   return 0;
 }
 

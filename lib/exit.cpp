@@ -59,6 +59,23 @@ void kill_group(Invocation& inv) noexcept {
   }
 }
 
+void unwatch_exit(Invocation& inv) noexcept { unwatch_fd(inv, inv.pidfd.get(), inv.exit_tag); }
+
+void forget_deadline(Invocation& inv) noexcept {
+  if (!inv.deadline_entry) return;
+  if (inv.impl != nullptr) inv.impl->deadlines.erase(*inv.deadline_entry);
+  inv.deadline_entry.reset();
+}
+
+// The deadline passed with the leader alive: kill the group (once).
+void deadline_kill(Invocation& inv) noexcept {
+  forget_deadline(inv);
+  if (inv.timed_out) return;
+  inv.timed_out = true;
+  kill_group(inv);
+  signal_leader(inv, SIGKILL);
+}
+
 void arm_timer(Invocation& inv);
 
 void on_timer(uv_timer_t* t) {
@@ -71,9 +88,7 @@ void on_timer(uv_timer_t* t) {
         arm_timer(*inv);
         return;
       }
-      inv->timed_out = true;
-      kill_group(*inv);
-      signal_leader(*inv, SIGKILL);
+      deadline_kill(*inv);
       return;  // the exit watcher completes the invocation
     }
     // Leader gone, pipes still open past the grace period, or the deadline
@@ -122,37 +137,35 @@ void arm_timer(Invocation& inv) {
   uv_timer_start(&inv.timer, on_timer, ms_until(*at), 0);
 }
 
-void on_pidfd_readable(uv_poll_t* p, int status, int /*events*/) {
-  auto* inv = static_cast<Invocation*>(p->data);
-  dispatch(inv->impl, "pidfd", [&] {
-    if (status < 0) {
-      logger()->warn("payload '{}': polling its pidfd failed: {}", inv->payload->name,
-                     uv_strerror(status));
-    }
-    // The leader is a zombie now: its pgid cannot be reused yet, so killing
-    // the group before reaping reaches only our descendants.
-    kill_group(*inv);
-    siginfo_t info{};
-    int rc;
-    do {
-      rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(inv->pidfd.get()), &info,
-                    WEXITED | WNOHANG);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      // ECHILD: someone else reaped our child (a host calling waitpid(-1)).
-      logger()->error("payload '{}': waitid on its pidfd failed: {}; exit status unknown",
-                      inv->payload->name, std::strerror(errno));
-      on_leader_exit(*inv, -1, std::nullopt);
-      return;
-    }
-    if (info.si_pid == 0) return;  // spurious wake-up
-    if (info.si_code == CLD_EXITED) {
-      on_leader_exit(*inv, info.si_status, std::nullopt);
-    } else {
-      on_leader_exit(*inv, -1, info.si_status);
-    }
-  });
+}  // namespace
+
+// The leader's pidfd is readable: it has exited.
+void on_pidfd_ready(Invocation& inv) {
+  // The leader is a zombie now: its pgid cannot be reused yet, so killing
+  // the group before reaping reaches only our descendants.
+  kill_group(inv);
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(inv.pidfd.get()), &info,
+                  WEXITED | WNOHANG);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    // ECHILD: someone else reaped our child (a host calling waitpid(-1)).
+    logger()->error("payload '{}': waitid on its pidfd failed: {}; exit status unknown",
+                    inv.payload->name, std::strerror(errno));
+    on_leader_exit(inv, -1, std::nullopt);
+    return;
+  }
+  if (info.si_pid == 0) return;  // spurious wake-up
+  if (info.si_code == CLD_EXITED) {
+    on_leader_exit(inv, info.si_status, std::nullopt);
+  } else {
+    on_leader_exit(inv, -1, info.si_status);
+  }
 }
+
+namespace {
 
 void refresh_cgroup_empty(Invocation& inv) {
   if (inv.cgroup_empty || !inv.cgroup) return;
@@ -242,29 +255,35 @@ void close_handle(Invocation& inv, uv_handle_t* h) {
 
 void start_exit_watch(Invocation& inv) {
   if (inv.backend == SpawnBackend::clone_vfork) {
-    const int rc = uv_poll_init(inv.impl->loop, &inv.exit_poll, inv.pidfd.get());
-    if (rc != 0) {
-      throw Error(Errc::io,
-                  fmt::format("spawn payload '{}': cannot watch its pidfd: {}", inv.payload->name,
-                              uv_strerror(rc)),
-                  -rc);
-    }
-    inv.exit_poll.data = &inv;
-    inv.exit_poll_open = true;
-    ++inv.open_handles;
-    uv_poll_start(&inv.exit_poll, UV_READABLE, on_pidfd_readable);
+    inv.exit_tag.kind = WatchKind::exit;
+    watch_fd(inv, inv.pidfd.get(), inv.exit_tag, "pidfd");
   }
   start_cgroup_watch(inv);
+  if (inv.deadline) inv.deadline_entry = inv.impl->deadlines.emplace(*inv.deadline, &inv);
   arm_timer(inv);
+}
+
+void enforce_overdue_deadlines(Supervisor::Impl& impl) noexcept {
+  if (impl.deadlines.empty()) return;
+  const auto now = Clock::now();
+  while (!impl.deadlines.empty() && impl.deadlines.begin()->first <= now) {
+    Invocation& inv = *impl.deadlines.begin()->second;
+    if (inv.leader_exited) {
+      forget_deadline(inv);
+      continue;
+    }
+    deadline_kill(inv);  // its timer (or exit watcher) completes it as usual
+  }
 }
 
 void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal) {
   if (inv.leader_exited) return;
   if (inv.backend == SpawnBackend::uv_spawn) kill_group(inv);  // libuv already reaped
   inv.leader_exited = true;
+  forget_deadline(inv);  // a deadline now only bounds the drain (the timer)
   inv.exit_code = exit_code;
   inv.term_signal = signal;
-  close_if_open(inv, inv.exit_poll_open, &inv.exit_poll);
+  unwatch_exit(inv);
   close_if_open(inv, inv.process_open, &inv.process);
   inv.pidfd.reset();
   refresh_cgroup_empty(inv);
@@ -290,6 +309,7 @@ void maybe_complete(Invocation& inv) {
     close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.timer));
   }
   inv.completed = true;
+  forget_deadline(inv);
   if (inv.impl != nullptr) inv.impl->live.erase(&inv);
   if (inv.abandoned || inv.impl == nullptr) {
     discard_cgroup(inv);
@@ -305,6 +325,7 @@ void maybe_complete(Invocation& inv) {
 void abandon_invocation(Invocation& inv) noexcept {
   if (inv.completed) return;
   inv.abandoned = true;
+  forget_deadline(inv);
   if (!inv.leader_exited) {
     kill_group(inv);
     signal_leader(inv, SIGKILL);
@@ -323,8 +344,8 @@ void abandon_invocation(Invocation& inv) noexcept {
     }
   }
   inv.leader_exited = true;
+  unwatch_exit(inv);
   inv.pidfd.reset();
-  close_if_open(inv, inv.exit_poll_open, &inv.exit_poll);
   close_if_open(inv, inv.process_open, &inv.process);
   close_if_open(inv, inv.stdin_open, &inv.stdin_pipe);
   close_stream(inv, inv.out);

@@ -327,7 +327,10 @@ void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
                             clone_errno == EAGAIN ? "; the user's process limit (RLIMIT_NPROC, ulimit -u) or the "
                                                     "system's pid_max is reached: raise it or spawn "
                                                     "fewer payloads at once"
-                                                  : ""),
+                            : clone_errno == EMFILE || clone_errno == ENFILE
+                                ? "; no descriptor left for the child's pidfd: raise RLIMIT_NOFILE "
+                                  "(ulimit -n) or spawn fewer payloads at once"
+                                : ""),
                 clone_errno);
   }
   UniqueFd pidfd_owner(pidfd);
@@ -491,6 +494,9 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
   }
   plan.new_pgrp = inv->new_pgrp;
 
+  // A burst of spawns keeps the loop from running timers: act on deadlines
+  // that passed meanwhile before blocking in another clone.
+  enforce_overdue_deadlines(impl);
   inv->start = Clock::now();
   if (run.deadline()) inv->deadline = inv->start + *run.deadline();
   inv->keepalive = inv;  // libuv handles pin the invocation until closed

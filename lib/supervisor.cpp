@@ -324,10 +324,16 @@ void init_impl(Supervisor::Impl& impl) {
   impl.read_buffer = std::make_unique<char[]>(Supervisor::Impl::read_buffer_size);
   impl.child_stack = std::make_unique<char[]>(Supervisor::Impl::child_stack_size);
   detail::init_spawn_slots(impl);
+  detail::init_watch_set(impl);
 
-  struct sigaction current {};
-  ::sigaction(SIGCHLD, nullptr, &current);
-  impl.sigchld_was_ignored = current.sa_handler == SIG_IGN;
+  // SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap our
+  // children itself and hide their exit status. Only then do we install a
+  // libuv watcher, which gives SIGCHLD a handler for as long as we live
+  // (libuv shares it among watchers); otherwise no handler runs per exit.
+  ::sigaction(SIGCHLD, nullptr, &impl.sigchld_original);
+  impl.sigchld_was_ignored = impl.sigchld_original.sa_handler == SIG_IGN ||
+                             (impl.sigchld_original.sa_flags & SA_NOCLDWAIT) != 0;
+  if (!impl.sigchld_was_ignored) return;
   impl.sigchld = std::make_unique<uv_signal_t>();
   uv_signal_init(impl.loop, impl.sigchld.get());
   uv_signal_start(impl.sigchld.get(), on_sigchld, SIGCHLD);
@@ -381,15 +387,15 @@ Supervisor::~Supervisor() {
   // Completed invocations may still have handles closing; detach them all.
   for (Invocation* inv : live) inv->impl = nullptr;
   impl.live.clear();
+  detail::close_watch_set(impl);
   if (impl.sigchld) {
     uv_signal_stop(impl.sigchld.get());
     uv_close(reinterpret_cast<uv_handle_t*>(impl.sigchld.release()), on_sigchld_closed);
-    if (impl.sigchld_was_ignored) {
-      // Restore the host's SIG_IGN unless another watcher still needs SIGCHLD.
-      struct sigaction current {};
-      ::sigaction(SIGCHLD, nullptr, &current);
-      if (current.sa_handler == SIG_DFL) ::signal(SIGCHLD, SIG_IGN);
-    }
+    // Restore the host's disposition unless another watcher still needs
+    // SIGCHLD (libuv leaves SIG_DFL once its last watcher stopped).
+    struct sigaction current {};
+    ::sigaction(SIGCHLD, nullptr, &current);
+    if (current.sa_handler == SIG_DFL) ::sigaction(SIGCHLD, &impl.sigchld_original, nullptr);
   }
   if (impl.own_loop) {
     // Let every close callback run, then close the loop.

@@ -2,7 +2,26 @@
 // as `<self> --payloadrun-child MODE ARGS...` (see gtest_main.cpp).
 #pragma once
 
+#include <sys/wait.h>
+
+#include <cerrno>
+
 namespace payloadrun_test {
+
+/// True when this process has no child at all, alive or zombie. Counts the
+/// children that end without sending SIGCHLD (payloadrun's: only __WALL
+/// waits see them). Reaps nothing.
+inline bool no_children() {
+  siginfo_t info{};
+  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) != 0 && errno == ECHILD;
+}
+
+/// Reaps one exited child of any kind if there is one; true when there is
+/// no child left at all (ECHILD).
+inline bool reap_one_or_none() {
+  siginfo_t info{};
+  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | __WALL) != 0 && errno == ECHILD;
+}
 
 /// Run child mode argv[0] with its arguments; returns the exit status.
 int run_child_mode(int argc, char** argv);

@@ -108,6 +108,43 @@ TEST_F(CloneBackend, ChildCopiesNoneOfTheParentsManyFdsAndLeavesItsStdioAlone) {
   }
 }
 
+TEST_F(CloneBackend, AForkOfTheHostHoldingCopiesOfOurFdsLeavesNoStaleWatch) {
+  // A host's fork (without exec) holds copies of every fd, the supervisor's
+  // pipes and pidfds included: closing ours then does not take them out of
+  // an epoll set, so the watch set must remove each fd before closing it. A
+  // leftover registration would report the finished payload's EOF forever,
+  // with a pointer into freed memory (ASan run).
+  Supervisor& s = sup();
+  pid_t holder = -1;
+  {
+    PayloadHandle a = s.payload(sh("a", "sleep 0.2; echo a")).spawn();
+    holder = ::fork();
+    if (holder == 0) {
+      ::usleep(10000000);
+      ::_exit(0);
+    }
+    ASSERT_GT(holder, 0);
+    const Completion ca = a.wait();
+    EXPECT_EQ(ca.stdout_text, "a\n");
+    EXPECT_EQ(ca.metrics.exit_code, 0);
+  }  // a's invocation is freed; the holder still has its pipes and pidfd open
+  // A stale registration would keep reporting a's EOF: the loop would spin
+  // (touching freed memory) while this payload sleeps. Count its turns.
+  uv_check_t turns{};
+  long count = 0;
+  uv_check_init(&loop_, &turns);
+  turns.data = &count;
+  uv_check_start(&turns, [](uv_check_t* h) { ++*static_cast<long*>(h->data); });
+  const Completion c = s.payload(child_payload("b", {"sleep", "400"})).run();
+  uv_check_stop(&turns);
+  uv_close(reinterpret_cast<uv_handle_t*>(&turns), nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(c.metrics.exit_code, 0);
+  EXPECT_LT(count, 100) << "the loop spun while a payload slept: a stale watch is left";
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+}
+
 TEST_P(ProcessMechanics, SignalsResetAndNewProcessGroup) {
   struct sigaction ign {};
   ign.sa_handler = SIG_IGN;
@@ -256,6 +293,42 @@ TEST_P(ProcessMechanics, PayloadIgnoringSigtermIsStillKilled) {
   auto c = sup(opts()).payload(child_payload("stubborn", {"ignore-term"})).timeout(200ms).run();
   EXPECT_TRUE(c.metrics.timed_out);
   EXPECT_EQ(c.metrics.killed_by_signal, SIGKILL);
+}
+
+// The state letter of /proc/PID/stat ('Z' zombie, ...); 'X' when gone.
+char process_state(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(f, stat);
+  const auto paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? 'X' : stat[paren + 2];
+}
+
+TEST_P(ProcessMechanics, ASpawnActsOnDeadlinesThatPassedWhileTheLoopWasBusy) {
+  // spawn() is synchronous, so while a caller keeps spawning (or is busy
+  // otherwise) the loop runs no timer. The next spawn kills every payload
+  // whose deadline has passed, without waiting for the loop to come back.
+  Supervisor& s = sup(opts());
+  PayloadHandle due = s.payload(child_payload("due", {"ignore-term"})).timeout(50ms).spawn();
+  PayloadHandle later = s.payload(child_payload("later", {"ignore-term"})).timeout(60s).spawn();
+  const int due_pid = due.pid().value_or(0);
+  const int later_pid = later.pid().value_or(0);
+  ::usleep(150000);  // the loop does not run: due's deadline passes unseen
+  ASSERT_EQ(process_state(due_pid), 'S') << "nothing may have killed it yet";
+  PayloadHandle next = s.payload(child_payload("next", {"exit", "0"})).spawn();
+  char state = process_state(due_pid);
+  for (int i = 0; i < 200 && state != 'Z' && state != 'X'; ++i) {  // a SIGKILL takes effect in < 1 s
+    ::usleep(5000);
+    state = process_state(due_pid);
+  }
+  EXPECT_TRUE(state == 'Z' || state == 'X') << "the spawn left an overdue payload running (state " << state << ")";
+  EXPECT_EQ(process_state(later_pid), 'S') << "a payload 60 s from its deadline was killed";
+  const Completion c = due.wait();
+  EXPECT_TRUE(c.metrics.timed_out);
+  EXPECT_EQ(c.metrics.killed_by_signal, SIGKILL);
+  const Completion k = later.kill();
+  EXPECT_FALSE(k.metrics.timed_out);
+  EXPECT_EQ(next.wait().metrics.exit_code, 0);
 }
 
 TEST_P(ProcessMechanics, PayloadClosingItsOutputAndRunningOn) {

@@ -2,12 +2,14 @@
 // spawn -> capture -> exit/deadline -> extract/evaluate/emit -> callback.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 #include <uv.h>
 
 #include <chrono>
 #include <array>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +18,7 @@
 
 #include "detail/cgroup.hpp"
 #include "detail/fd.hpp"
+#include "detail/watch_set.hpp"
 #include "payloadrun/extract.hpp"
 #include "payloadrun/supervisor.hpp"
 
@@ -23,12 +26,18 @@ namespace payloadrun::detail {
 
 using Clock = std::chrono::steady_clock;
 
+struct Invocation;
+/// Deadlines of live invocations, soonest first (exit.cpp): lets a spawn
+/// burst kill payloads whose deadline passed while the loop was busy.
+using DeadlineQueue = std::multimap<Clock::time_point, Invocation*>;
+
 /// One captured stream: bytes kept up to the cap, the rest counted.
 struct StreamCapture {
-  uv_pipe_t pipe;
+  UniqueFd fd;         // the pipe's read end, in the watch set while open
+  WatchTag tag;
   std::string data;
   std::size_t discarded = 0;
-  bool open = false;   // handle initialised and not yet closed
+  bool open = false;   // fd watched and not yet closed
   bool eof = false;    // EOF, error, or closed by us
 };
 
@@ -48,7 +57,6 @@ struct Invocation {
 
   // libuv handles, inline; memory is released with the Invocation, which
   // `keepalive` pins until the last close callback has run.
-  uv_poll_t exit_poll;
   uv_poll_t cgroup_poll;
   uv_process_t process;
   uv_timer_t timer;
@@ -57,7 +65,8 @@ struct Invocation {
   StreamCapture out;
   StreamCapture err;
   std::string stdin_data;
-  bool exit_poll_open = false;
+  WatchTag exit_tag;  // the pidfd in the watch set
+  int watched_fds = 0;  // > 0: pinned (counts as one open handle)
   bool cgroup_poll_open = false;
   bool process_open = false;
   bool timer_open = false;
@@ -68,6 +77,7 @@ struct Invocation {
   // Progress.
   Clock::time_point start;
   std::optional<Clock::time_point> deadline;
+  std::optional<DeadlineQueue::iterator> deadline_entry;  // in Impl::deadlines until acted on
   std::optional<Clock::time_point> drain_until;  // end of the drain grace
   bool leader_exited = false;  // exit observed and status collected
   int exit_code = 0;
@@ -94,10 +104,12 @@ struct Supervisor::Impl {
   Extractor extractor;
   std::string cgroup_parent;  // resolved absolute path, or empty
 
-  // SIGCHLD watcher: keeps SIGCHLD from being SIG_IGN (which would make the
-  // kernel auto-reap our children and hide their exit codes).
+  // SIGCHLD watcher, only when the host had SIGCHLD ignored (SIG_IGN or
+  // SA_NOCLDWAIT, which make the kernel auto-reap our children and hide
+  // their exit codes): it keeps a handler installed while we live.
   std::unique_ptr<uv_signal_t> sigchld;
   bool sigchld_was_ignored = false;
+  struct sigaction sigchld_original {};
 
   detail::UniqueFd dev_null;
   std::unique_ptr<char[]> read_buffer;
@@ -112,6 +124,15 @@ struct Supervisor::Impl {
   unsigned spawn_keep_below = 0;
 
   std::unordered_set<detail::Invocation*> live;
+  detail::DeadlineQueue deadlines;
+  // Every live pidfd and output pipe in one epoll fd, one uv_poll for all
+  // (detail/watch_set.cpp).
+  detail::UniqueFd watch_set;
+  std::unique_ptr<uv_poll_t> watch_set_poll;
+  std::size_t watched_fds = 0;
+  bool read_nowait = false;  // preadv2(RWF_NOWAIT) works on pipes
+  // Invocations whose last watched fd went, freed at the next safe point.
+  std::vector<std::shared_ptr<detail::Invocation>> released_pins;
   int dispatch_depth = 0;  // > 0 while one of our callbacks runs
   bool shut_down = false;
 };
@@ -137,6 +158,8 @@ void init_spawn_slots(Supervisor::Impl& impl) noexcept;
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
 void close_stream(Invocation& inv, StreamCapture& s);
 bool streams_done(const Invocation& inv);
+/// A watched output pipe is readable (called from the watch set).
+void on_stream_ready(Invocation& inv, StreamCapture& s);
 
 // exit.cpp
 void start_exit_watch(Invocation& inv);
@@ -144,6 +167,25 @@ void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal);
 void kill_invocation(Invocation& inv) noexcept;
 void maybe_complete(Invocation& inv);
 void abandon_invocation(Invocation& inv) noexcept;
+/// SIGKILLs every live payload whose deadline has passed (as its timer
+/// would): called before each spawn, so a burst of spawns that keeps the
+/// loop from running timers cannot make deadlines late.
+void enforce_overdue_deadlines(Supervisor::Impl& impl) noexcept;
+/// The leader's pidfd became readable (called from the watch set).
+void on_pidfd_ready(Invocation& inv);
+
+// detail/watch_set.cpp
+/// Opens the supervisor's watch set (throws Error); closes its handle.
+void init_watch_set(Supervisor::Impl& impl);
+void close_watch_set(Supervisor::Impl& impl) noexcept;
+/// Adds `fd` for `tag` (throws Error naming `what`); the invocation is
+/// pinned while any fd of its is watched.
+void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what);
+/// Removes `fd` before it is closed (a host's fork may hold a dup); the
+/// pin goes at the next safe point, never under the caller.
+void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept;
+/// Reads what is there without blocking: -1/EAGAIN when nothing is.
+long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept;
 /// Wait for the process behind `pidfd` to end and reap it.
 bool reap_pidfd_blocking(int pidfd) noexcept;
 void close_handle(Invocation& inv, uv_handle_t* h);

@@ -1,0 +1,155 @@
+// The supervisor's watch set (see watch_set.hpp): one epoll fd holding every
+// live payload's pidfd and output pipes, watched by one uv_poll.
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+#include "payloadrun/error.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+#ifndef RWF_NOWAIT
+constexpr int rwf_nowait = 0x00000008;
+#else
+constexpr int rwf_nowait = RWF_NOWAIT;
+#endif
+
+// Whether pipes honour preadv2(RWF_NOWAIT) here (Linux >= 5.10 or so): then
+// no fd needs O_NONBLOCK set, one fcntl less per pipe.
+bool probe_read_nowait() noexcept {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return false;
+  char c = 0;
+  iovec iov{&c, 1};
+  const bool ok = ::preadv2(p[0], &iov, 1, -1, rwf_nowait) < 0 && errno == EAGAIN;
+  ::close(p[0]);
+  ::close(p[1]);
+  return ok;
+}
+
+// Every event of a batch is pinned (its invocation's keepalive, set while
+// any fd of it is watched) before any is handled, so handling one (which
+// may abandon another) cannot free the next under us.
+void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
+  auto* impl = static_cast<Supervisor::Impl*>(p->data);
+  dispatch(impl, "watch set", [&] {
+    if (status < 0) logger()->warn("polling the watch set failed: {}", uv_strerror(status));
+    // At most four batches a turn: the set is level-triggered, so what is
+    // left comes back next turn, after the loop has run its timers.
+    constexpr int batch = 64;
+    epoll_event evs[batch];
+    int n = 0;
+    int turns = 0;
+    do {
+      n = ::epoll_wait(impl->watch_set.get(), evs, batch, 0);
+      std::shared_ptr<Invocation> pins[batch];
+      for (int i = 0; i < n; ++i) pins[i] = static_cast<WatchTag*>(evs[i].data.ptr)->inv->keepalive;
+      for (int i = 0; i < n; ++i) {
+        auto* tag = static_cast<WatchTag*>(evs[i].data.ptr);
+        if (!tag->watched) continue;  // closed earlier in this batch
+        Invocation& inv = *tag->inv;
+        switch (tag->kind) {
+          case WatchKind::exit: dispatch(impl, "pidfd", [&] { on_pidfd_ready(inv); }); break;
+          case WatchKind::out: dispatch(impl, "stdout", [&] { on_stream_ready(inv, inv.out); }); break;
+          case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(inv, inv.err); }); break;
+        }
+      }
+      impl->released_pins.clear();  // nothing of this batch refers to them any more
+    } while (n == batch && ++turns < 4);
+  });
+}
+
+}  // namespace
+
+void init_watch_set(Supervisor::Impl& impl) {
+  impl.watch_set = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!impl.watch_set) {
+    const int e = errno;
+    throw Error(Errc::io, fmt::format("Supervisor: epoll_create1 failed: {}", std::strerror(e)), e);
+  }
+  auto poll = std::make_unique<uv_poll_t>();
+  const int rc = uv_poll_init(impl.loop, poll.get(), impl.watch_set.get());
+  if (rc != 0) {
+    throw Error(Errc::io, fmt::format("Supervisor: cannot watch its epoll fd: {}", uv_strerror(rc)), -rc);
+  }
+  poll->data = &impl;
+  impl.watch_set_poll = std::move(poll);
+  impl.read_nowait = probe_read_nowait();
+}
+
+void close_watch_set(Supervisor::Impl& impl) noexcept {
+  impl.released_pins.clear();
+  if (!impl.watch_set_poll) return;
+  uv_poll_stop(impl.watch_set_poll.get());
+  // Freed in its close callback; the epoll fd itself closes with the Impl.
+  uv_close(reinterpret_cast<uv_handle_t*>(impl.watch_set_poll.release()), [](uv_handle_t* h) {
+    std::unique_ptr<uv_poll_t> owned(reinterpret_cast<uv_poll_t*>(h));
+  });
+}
+
+void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
+  Supervisor::Impl& impl = *inv.impl;
+  if (!impl.read_nowait && tag.kind != WatchKind::exit) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+      const int e = errno;
+      throw Error(Errc::io,
+                  fmt::format("spawn payload '{}': cannot make its {} non-blocking: {}",
+                              inv.payload->name, what, std::strerror(e)),
+                  e);
+    }
+  }
+  tag.inv = &inv;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &tag;
+  if (::epoll_ctl(impl.watch_set.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int e = errno;
+    throw Error(Errc::io,
+                fmt::format("spawn payload '{}': cannot watch its {}: {}", inv.payload->name, what,
+                            std::strerror(e)),
+                e);
+  }
+  tag.watched = true;
+  if (inv.watched_fds++ == 0) ++inv.open_handles;  // pinned while watched
+  if (impl.watched_fds++ == 0) uv_poll_start(impl.watch_set_poll.get(), UV_READABLE, on_set_readable);
+}
+
+void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
+  if (!tag.watched) return;
+  tag.watched = false;
+  Supervisor::Impl* impl = inv.impl;
+  if (impl == nullptr) return;  // cannot happen: the supervisor unwatches all before it goes
+  if (::epoll_ctl(impl->watch_set.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
+    logger()->warn("payload '{}': removing fd {} from the watch set failed: {}", inv.payload->name,
+                   fd, std::strerror(errno));
+  }
+  if (--impl->watched_fds == 0) uv_poll_stop(impl->watch_set_poll.get());
+  if (--inv.watched_fds == 0 && --inv.open_handles == 0) {
+    impl->released_pins.push_back(std::move(inv.keepalive));  // freed at a safe point
+  }
+}
+
+long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept {
+  ssize_t n;
+  do {
+    if (impl.read_nowait) {
+      iovec iov{buf, size};
+      n = ::preadv2(fd, &iov, 1, -1, rwf_nowait);
+    } else {
+      n = ::read(fd, buf, size);
+    }
+  } while (n < 0 && errno == EINTR);
+  return static_cast<long>(n);
+}
+
+}  // namespace payloadrun::detail
