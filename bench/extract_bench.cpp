@@ -414,6 +414,7 @@ int main(int argc, char** argv) {
       bool has_percentile = false;
       const std::string key = "jobs.0.read.clat_ns.percentile.99.900000";
       if (impl.check == Impl::sink) {
+        if (out.size() != doc.leaves) bench::fail(impl.name + ": the sink holds " + std::to_string(out.size()) + " metrics");
         for (const auto& m : out) sum += m.value;
         has_percentile = out.get(key).has_value();
       } else {

@@ -320,8 +320,8 @@ int main(int argc, char** argv) {
       for (const auto& m : modes) {
         const double cpu0 = bench::self_cpu_seconds();
         const Result res = run_mode(m, cfg);
-        const double self_cpu_us = (bench::self_cpu_seconds() - cpu0) * 1e6 / static_cast<double>(res.spawns);
         if (res.spawns <= 0) bench::fail("no spawn completed");
+        const double self_cpu_us = (bench::self_cpu_seconds() - cpu0) * 1e6 / static_cast<double>(res.spawns);
         std::printf(
             "{\"mode\":\"%s\",\"round\":%ld,\"k\":%ld,\"heap_mib\":%ld,\"extra_fds\":%ld,"
             "\"spawns\":%ld,\"seconds\":%.6f,\"rate\":%.3f,\"self_cpu_us_per_spawn\":%.2f}\n",

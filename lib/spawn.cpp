@@ -266,7 +266,8 @@ Errc exec_failure_code(int step, int e) {
 // outlive the spawn (EOF depends on it). Without slots: a no-op.
 class StdioSlots {
  public:
-  StdioSlots(Supervisor::Impl& impl, ChildPlan& plan) : impl_(impl) {
+  StdioSlots(Supervisor::Impl& impl, ChildPlan& plan) : impl_(impl), plan_(plan) {
+    for (std::size_t i = 0; i < 3; ++i) original_[i] = plan.stdio[i];
     if (impl.spawn_keep_below == 0) return;
     for (std::size_t i = 0; i < 3; ++i) {
       const int slot = impl.spawn_slots[i].get();
@@ -285,7 +286,10 @@ class StdioSlots {
   StdioSlots& operator=(const StdioSlots&) = delete;
   ~StdioSlots() { restore(); }
 
+  // Puts /dev/null back into the slots and the plan's own fds back into it.
   void restore() noexcept {
+    for (std::size_t i = 0; i < 3; ++i) plan_.stdio[i] = original_[i];
+    plan_.keep_below = 0;
     for (std::size_t i = 0; i < 3; ++i) {
       if (!std::exchange(used_[i], false)) continue;
       if (::dup3(impl_.dev_null.get(), impl_.spawn_slots[i].get(), O_CLOEXEC) < 0) {
@@ -301,6 +305,8 @@ class StdioSlots {
 
  private:
   Supervisor::Impl& impl_;
+  ChildPlan& plan_;
+  int original_[3] = {-1, -1, -1};
   bool used_[3] = {false, false, false};
 };
 
@@ -309,39 +315,53 @@ class StdioSlots {
 void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
                  ChildPlan& plan, const std::string& exec_path) {
   const Payload& p = *inv.payload;
-  StdioSlots slots(impl, plan);
-  sigset_t all, old;
-  ::sigfillset(&all);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pidfd = -1;
-  char* stack_top = impl.child_stack.get() + Supervisor::Impl::child_stack_size;
-  const int flags = CLONE_VM | CLONE_VFORK | clone_pidfd_flag | SIGCHLD |
-                    (plan.keep_below > 0 ? CLONE_FILES : 0);
-  const pid_t pid = ::clone(child_main, stack_top, flags, &plan, &pidfd, nullptr, nullptr);
-  const int clone_errno = errno;
-  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  slots.restore();  // the child has its own table (or is gone): /dev/null again
-  if (pid < 0) {
-    throw_spawn(p, Errc::spawn_failed,
-                fmt::format("clone failed: {}{}", errno_text(clone_errno),
-                            clone_errno == EAGAIN ? "; the user's process limit (RLIMIT_NPROC, ulimit -u) or the "
-                                                    "system's pid_max is reached: raise it or spawn "
-                                                    "fewer payloads at once"
-                            : clone_errno == EMFILE || clone_errno == ENFILE
-                                ? "; no descriptor left for the child's pidfd: raise RLIMIT_NOFILE "
-                                  "(ulimit -n) or spawn fewer payloads at once"
-                                : ""),
-                clone_errno);
+  while (true) {
+    StdioSlots slots(impl, plan);
+    const bool shared_table = plan.keep_below > 0;
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    char* stack_top = impl.child_stack.get() + Supervisor::Impl::child_stack_size;
+    const int flags = CLONE_VM | CLONE_VFORK | clone_pidfd_flag | SIGCHLD | (shared_table ? CLONE_FILES : 0);
+    plan.failed_step = step_none;
+    plan.failed_errno = 0;
+    const pid_t pid = ::clone(child_main, stack_top, flags, &plan, &pidfd, nullptr, nullptr);
+    const int clone_errno = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    slots.restore();  // the child has its own table (or is gone): /dev/null again
+    if (pid < 0) {
+      throw_spawn(p, Errc::spawn_failed,
+                  fmt::format("clone failed: {}{}", errno_text(clone_errno),
+                              clone_errno == EAGAIN ? "; the user's process limit (RLIMIT_NPROC, ulimit -u) or the "
+                                                      "system's pid_max is reached: raise it or spawn "
+                                                      "fewer payloads at once"
+                              : clone_errno == EMFILE || clone_errno == ENFILE
+                                  ? "; no descriptor left for the child's pidfd: raise RLIMIT_NOFILE "
+                                    "(ulimit -n) or spawn fewer payloads at once"
+                                  : ""),
+                  clone_errno);
+    }
+    UniqueFd pidfd_owner(pidfd);
+    if (plan.failed_step != step_none) {
+      reap_pidfd_blocking(pidfd);
+      const int e = plan.failed_errno;
+      if (shared_table && plan.failed_step == step_fds && impl.spawn_keep_below > 0) {
+        // close_range exists but refuses CLOSE_RANGE_UNSHARE (a seccomp
+        // filter, an emulation): copy the fd table from now on, and retry.
+        logger()->warn("spawn: close_range(CLOSE_RANGE_UNSHARE) failed in the child ({}); "
+                       "spawning without the stdio slots from now on",
+                       errno_text(e));
+        impl.spawn_keep_below = 0;
+        continue;
+      }
+      throw_spawn(p, exec_failure_code(plan.failed_step, e),
+                  exec_failure_text(p, exec_path, plan.failed_step, e, run), e);
+    }
+    inv.pid = pid;
+    inv.pidfd = std::move(pidfd_owner);
+    return;
   }
-  UniqueFd pidfd_owner(pidfd);
-  if (plan.failed_step != step_none) {
-    reap_pidfd_blocking(pidfd);
-    const int e = plan.failed_errno;
-    throw_spawn(p, exec_failure_code(plan.failed_step, e),
-                exec_failure_text(p, exec_path, plan.failed_step, e, run), e);
-  }
-  inv.pid = pid;
-  inv.pidfd = std::move(pidfd_owner);
 }
 
 void on_uv_process_exit(uv_process_t* proc, int64_t exit_status, int term_signal) {
@@ -497,6 +517,7 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
   // A burst of spawns keeps the loop from running timers: act on deadlines
   // that passed meanwhile before blocking in another clone.
   enforce_overdue_deadlines(impl);
+  if (impl.dispatch_depth == 0) release_pins(impl);  // not inside one of our callbacks
   inv->start = Clock::now();
   if (run.deadline()) inv->deadline = inv->start + *run.deadline();
   inv->keepalive = inv;  // libuv handles pin the invocation until closed
@@ -525,6 +546,7 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
   } catch (...) {
     // The child runs but cannot be supervised: kill and reap it now.
     abandon_invocation(*inv);
+    if (inv->open_handles == 0) inv->keepalive.reset();  // nothing was watched yet
     throw;
   }
   return inv;

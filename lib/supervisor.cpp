@@ -327,13 +327,19 @@ void init_impl(Supervisor::Impl& impl) {
   detail::init_watch_set(impl);
 
   // SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap our
-  // children itself and hide their exit status. Only then do we install a
-  // libuv watcher, which gives SIGCHLD a handler for as long as we live
-  // (libuv shares it among watchers); otherwise no handler runs per exit.
+  // children itself and hide their exit status. Plain SIG_DFL is safe: then
+  // no watcher, and no handler runs per exit. Anything else gets a libuv
+  // watcher, which keeps a handler installed for as long as we live (libuv
+  // shares it among watchers): that includes a handler that may be another
+  // Supervisor's watcher, which may go (and restore SIG_IGN) before we do.
   ::sigaction(SIGCHLD, nullptr, &impl.sigchld_original);
-  impl.sigchld_was_ignored = impl.sigchld_original.sa_handler == SIG_IGN ||
-                             (impl.sigchld_original.sa_flags & SA_NOCLDWAIT) != 0;
-  if (!impl.sigchld_was_ignored) return;
+  const bool plain_default = impl.sigchld_original.sa_handler == SIG_DFL &&
+                             (impl.sigchld_original.sa_flags & SA_NOCLDWAIT) == 0;
+  if (plain_default) return;
+  // Restore at the end only a disposition (SIG_IGN, SA_NOCLDWAIT), never a
+  // handler function: that one belongs to whoever installed it.
+  impl.sigchld_restore = impl.sigchld_original.sa_handler == SIG_IGN ||
+                         impl.sigchld_original.sa_handler == SIG_DFL;
   impl.sigchld = std::make_unique<uv_signal_t>();
   uv_signal_init(impl.loop, impl.sigchld.get());
   uv_signal_start(impl.sigchld.get(), on_sigchld, SIGCHLD);
@@ -395,7 +401,9 @@ Supervisor::~Supervisor() {
     // SIGCHLD (libuv leaves SIG_DFL once its last watcher stopped).
     struct sigaction current {};
     ::sigaction(SIGCHLD, nullptr, &current);
-    if (current.sa_handler == SIG_DFL) ::sigaction(SIGCHLD, &impl.sigchld_original, nullptr);
+    if (impl.sigchld_restore && current.sa_handler == SIG_DFL) {
+      ::sigaction(SIGCHLD, &impl.sigchld_original, nullptr);
+    }
   }
   if (impl.own_loop) {
     // Let every close callback run, then close the loop.

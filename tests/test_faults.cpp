@@ -1,20 +1,29 @@
 // Fault injection with real processes: fd exhaustion mid-batch, a payload
-// writing 1 GiB, a signal storm during a batch, RLIMIT_NPROC reached, the
-// supervisor destroyed with many live payloads. Each asserts a clear error or a correct result,
+// writing 1 GiB, a signal storm during a batch, RLIMIT_NPROC reached, a
+// sandbox refusing close_range(CLOSE_RANGE_UNSHARE), the supervisor
+// destroyed with many live payloads. Each asserts a clear error or a correct result,
 // no zombie and no leaked fd (the fixture's TearDown).
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -198,6 +207,75 @@ TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) 
   EXPECT_EQ(other, 0) << "every refusal is spawn_failed with EAGAIN: " << text;
   EXPECT_EQ(zombie, 0) << text;
   EXPECT_THAT(text, HasSubstr("RLIMIT_NPROC"));
+}
+
+// Runs `body` in a forked child; returns what it wrote to `report` and its
+// exit status (the parent's process state is left untouched).
+std::pair<std::string, int> in_forked_child(const std::function<void(int report)>& body) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return {"pipe2 failed", -1};
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(report[0]);
+    body(report[1]);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(report[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return {text, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+// Some sandboxes (seccomp filters, emulators) implement close_range but
+// refuse its CLOSE_RANGE_UNSHARE flag. The vfork child needs it for its
+// private stdio-only fd table: when it is refused, the first spawn must
+// fall back to copying the fd table (logged) and every spawn must work.
+TEST_F(Faults, CloseRangeUnshareRefusedBySeccompFallsBackToCopyingTheFdTable) {
+#if !defined(__x86_64__)
+  GTEST_SKIP() << "the seccomp filter here is written for x86_64 only";
+#else
+  auto [text, code] = in_forked_child([](int report) {
+    auto finish = [&](const std::string& t, int c) {
+      (void)!::write(report, t.data(), t.size());
+      ::_exit(c);
+    };
+    LogCapture log;
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 2 /* CLOSE_RANGE_UNSHARE */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+      finish(std::string("cannot install the seccomp filter: ") + std::strerror(errno), 2);
+    }
+    int ok = 0;
+    std::string why;
+    try {
+      Supervisor s;
+      for (int i = 0; i < 3; ++i) {
+        const Completion c = s.payload(child_payload("p", {"print", "hi"})).run();
+        ok += c.metrics.exit_code == 0 && c.stdout_text == "hi";
+      }
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    finish(fmt::format("ok={} warned={} {}", ok, int{log.contains("CLOSE_RANGE_UNSHARE")}, why), 0);
+  });
+  ASSERT_EQ(code, 0) << text;
+  EXPECT_EQ(text.rfind("ok=3 warned=1", 0), 0u) << text;
+#endif
 }
 
 TEST_F(Faults, SupervisorDestroyedWithManyLivePayloads) {

@@ -135,7 +135,9 @@ TEST_F(SupervisorTest, PayloadIndexSpaceForSlices) {
   }
   for (std::size_t i = 0; i < seen.size(); ++i) {
     EXPECT_EQ(seen[i] % 3, 2u) << seen[i];
-    if (i > 0) EXPECT_GT(seen[i], seen[i - 1]);
+    if (i > 0) {
+      EXPECT_GT(seen[i], seen[i - 1]);
+    }
   }
 }
 

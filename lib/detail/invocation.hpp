@@ -104,11 +104,11 @@ struct Supervisor::Impl {
   Extractor extractor;
   std::string cgroup_parent;  // resolved absolute path, or empty
 
-  // SIGCHLD watcher, only when the host had SIGCHLD ignored (SIG_IGN or
-  // SA_NOCLDWAIT, which make the kernel auto-reap our children and hide
+  // SIGCHLD watcher, unless SIGCHLD was plain SIG_DFL at construction
+  // (SIG_IGN or SA_NOCLDWAIT make the kernel auto-reap our children and hide
   // their exit codes): it keeps a handler installed while we live.
   std::unique_ptr<uv_signal_t> sigchld;
-  bool sigchld_was_ignored = false;
+  bool sigchld_restore = false;  // put sigchld_original back at the end
   struct sigaction sigchld_original {};
 
   detail::UniqueFd dev_null;
@@ -184,6 +184,9 @@ void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what);
 /// Removes `fd` before it is closed (a host's fork may hold a dup); the
 /// pin goes at the next safe point, never under the caller.
 void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept;
+/// Frees the invocations whose last watched fd went (Impl::released_pins).
+/// Only where nothing can still refer to them: no callback of ours running.
+void release_pins(Supervisor::Impl& impl) noexcept;
 /// Reads what is there without blocking: -1/EAGAIN when nothing is.
 long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept;
 /// Wait for the process behind `pidfd` to end and reap it.

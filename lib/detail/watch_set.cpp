@@ -63,7 +63,7 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
           case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(inv, inv.err); }); break;
         }
       }
-      impl->released_pins.clear();  // nothing of this batch refers to them any more
+      release_pins(*impl);  // nothing of this batch refers to them any more
     } while (n == batch && ++turns < 4);
   });
 }
@@ -86,8 +86,19 @@ void init_watch_set(Supervisor::Impl& impl) {
   impl.read_nowait = probe_read_nowait();
 }
 
+void release_pins(Supervisor::Impl& impl) noexcept {
+  // Freeing one may free more (a callback that was never delivered may hold
+  // a PayloadHandle, whose drop abandons another): never clear the vector
+  // while it can grow.
+  while (!impl.released_pins.empty()) {
+    auto batch = std::move(impl.released_pins);
+    impl.released_pins.clear();
+    batch.clear();
+  }
+}
+
 void close_watch_set(Supervisor::Impl& impl) noexcept {
-  impl.released_pins.clear();
+  release_pins(impl);
   if (!impl.watch_set_poll) return;
   uv_poll_stop(impl.watch_set_poll.get());
   // Freed in its close callback; the epoll fd itself closes with the Impl.
