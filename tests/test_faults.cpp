@@ -134,6 +134,32 @@ int tasks_of_uid(uid_t uid) {
   return n;
 }
 
+// Runs `body` in a forked child; returns what it wrote to `report` and its
+// exit status (the parent's process state is left untouched).
+std::pair<std::string, int> in_forked_child(const std::function<void(int report)>& body) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return {"pipe2 failed", -1};
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ::close(report[0]);
+    ::close(report[1]);
+    return {std::string("fork failed: ") + std::strerror(errno), -1};
+  }
+  if (child == 0) {
+    ::close(report[0]);
+    body(report[1]);
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+  ::close(report[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return {text, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
 // RLIMIT_NPROC only binds an unprivileged user (root bypasses it), so the
 // batch runs in a forked child that became `nobody` with a tight limit: the
 // spawns over the limit fail with EAGAIN and a remedy, the others complete,
@@ -147,15 +173,10 @@ TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) 
   constexpr uid_t nobody = 65534;
   const int others = tasks_of_uid(nobody);
   ASSERT_GE(others, 0);
-  int report[2];
-  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::close(report[0]);
-    auto finish = [&](const std::string& text, int code) {
-      (void)!::write(report[1], text.data(), text.size());
-      ::_exit(code);
+  auto [text, code] = in_forked_child([&](int report) {
+    auto finish = [&](const std::string& t, int c) {
+      (void)!::write(report, t.data(), t.size());
+      ::_exit(c);
     };
     const rlimit lim{static_cast<rlim_t>(others + 1 + 10), static_cast<rlim_t>(others + 1 + 10)};
     if (::setgroups(0, nullptr) != 0 || ::setgid(nobody) != 0 || ::setuid(nobody) != 0) {
@@ -186,15 +207,8 @@ TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) 
     finish(fmt::format("spawned={} refused={} completed={} other_errors={} zombie={}\n{}", spawned,
                        refused, completed, other_errors, int{zombie}, message),
            0);
-  }
-  ::close(report[1]);
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
-  ::close(report[0]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  });
+  ASSERT_EQ(code, 0) << text;
   int spawned = -1, refused = -1, completed = -1, other = -1, zombie = -1;
   ASSERT_EQ(std::sscanf(text.c_str(), "spawned=%d refused=%d completed=%d other_errors=%d zombie=%d",
                         &spawned, &refused, &completed, &other, &zombie),
@@ -207,27 +221,6 @@ TEST_F(Faults, ProcessLimitHitMidBatchFailsSomeSpawnsClearlyAndTheRestComplete) 
   EXPECT_EQ(other, 0) << "every refusal is spawn_failed with EAGAIN: " << text;
   EXPECT_EQ(zombie, 0) << text;
   EXPECT_THAT(text, HasSubstr("RLIMIT_NPROC"));
-}
-
-// Runs `body` in a forked child; returns what it wrote to `report` and its
-// exit status (the parent's process state is left untouched).
-std::pair<std::string, int> in_forked_child(const std::function<void(int report)>& body) {
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) return {"pipe2 failed", -1};
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::close(report[0]);
-    body(report[1]);
-    ::_exit(0);
-  }
-  ::close(report[1]);
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
-  ::close(report[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  return {text, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
 }
 
 // Some sandboxes (seccomp filters, emulators) implement close_range but

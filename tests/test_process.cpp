@@ -433,6 +433,32 @@ TEST_F(HostIntegration, SigchldIgnoredBeforeTheSupervisorStillGivesExitCodes) {
   ::sigaction(SIGCHLD, &old, nullptr);
 }
 
+TEST_F(HostIntegration, ASecondSupervisorKeepsExitCodesWhenTheFirstGoesUnderSigIgn) {
+  // libuv keeps one SIGCHLD handler per process. With the host's SIGCHLD at
+  // SIG_IGN, the first Supervisor installs a watcher; a second one sees a
+  // handler, not SIG_IGN, and must still keep its own watcher: else the
+  // first one's going (restoring SIG_IGN) lets the kernel reap the second
+  // one's children behind its back (exit status lost).
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ::sigaction(SIGCHLD, &ign, &old);
+  {
+    sup();
+    Supervisor second;  // its own loop
+    sup_.reset();       // the first goes
+    for (int i = 0; i < 10; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+    EXPECT_EQ(second.payload(child_payload("code", {"exit", "7"})).run().metrics.exit_code, 7);
+  }
+  // Known limit (no process-wide state of ours): with these overlapping
+  // lifetimes the second never saw SIG_IGN, so SIGCHLD ends at SIG_DFL, not
+  // the host's SIG_IGN. Never a handler left behind with nobody to serve it.
+  struct sigaction now {};
+  ::sigaction(SIGCHLD, nullptr, &now);
+  EXPECT_TRUE(now.sa_handler == SIG_IGN || now.sa_handler == SIG_DFL);
+  ::sigaction(SIGCHLD, &old, nullptr);
+}
+
 TEST_F(HostIntegration, HostsOwnUvSpawnChildKeepsItsExitStatus) {
   Supervisor& s = sup();
   struct HostChild {
