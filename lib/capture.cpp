@@ -68,6 +68,12 @@ void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_w
   }
 }
 
+namespace {
+const char* stream_name(const Invocation& inv, const StreamCapture& s) {
+  return &s == &inv.out ? "stdout" : "stderr";
+}
+}  // namespace
+
 void on_stream_ready(Invocation& inv, StreamCapture& s) {
   // One read per readiness (level-triggered: more data means another event).
   char* buf = inv.impl->read_buffer.get();
@@ -81,7 +87,7 @@ void on_stream_ready(Invocation& inv, StreamCapture& s) {
     if (keep < n) {
       if (s.discarded == 0) {
         logger()->warn("payload '{}' {} exceeded {} bytes; the rest is discarded", inv.payload->name,
-                       &s == &inv.out ? "stdout" : "stderr", cap);
+                       stream_name(inv, s), cap);
       }
       s.discarded += n - keep;
     }
@@ -90,7 +96,7 @@ void on_stream_ready(Invocation& inv, StreamCapture& s) {
   if (nread < 0 && errno == EAGAIN) return;
   if (nread < 0) {
     logger()->warn("payload '{}': reading {} failed: {}", inv.payload->name,
-                   &s == &inv.out ? "stdout" : "stderr", std::strerror(errno));
+                   stream_name(inv, s), std::strerror(errno));
   }
   close_stream(inv, s);  // EOF (or an error: nothing more will come)
   maybe_complete(inv);

@@ -11,8 +11,8 @@
 
 #include <linux/sched.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string_view>
 #include <utility>
@@ -271,13 +271,14 @@ class StdioSlots {
     if (impl.spawn_keep_below == 0) return;
     for (std::size_t i = 0; i < 3; ++i) {
       const int slot = impl.spawn_slots[i].get();
-      if (plan.stdio[i] != impl.dev_null.get() && ::dup3(plan.stdio[i], slot, O_CLOEXEC) < 0) {
+      used_[i] = plan.stdio[i] != impl.dev_null.get();  // /dev/null is there already
+      if (used_[i] && ::dup3(plan.stdio[i], slot, O_CLOEXEC) < 0) {
         const int e = errno;
+        used_[i] = false;
         restore();
         throw Error(Errc::spawn_failed,
                     fmt::format("spawn: dup3 into stdio slot {} failed: {}", slot, errno_text(e)), e);
       }
-      used_[i] = plan.stdio[i] != impl.dev_null.get();
       plan.stdio[i] = slot;
     }
     plan.keep_below = impl.spawn_keep_below;
@@ -296,7 +297,7 @@ class StdioSlots {
         // Never keep a pipe end alive in a slot: close it, and spawn the
         // slow way from now on.
         logger()->warn("spawn: cannot reset stdio slot {} ({}); falling back to copying the fd table",
-                 impl_.spawn_slots[i].get(), errno_text(errno));
+                       impl_.spawn_slots[i].get(), errno_text(errno));
         impl_.spawn_slots[i].reset();
         impl_.spawn_keep_below = 0;
       }

@@ -16,13 +16,6 @@ inline bool no_children() {
   return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | __WALL) != 0 && errno == ECHILD;
 }
 
-/// Reaps one exited child of any kind if there is one; true when there is
-/// no child left at all (ECHILD).
-inline bool reap_one_or_none() {
-  siginfo_t info{};
-  return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | __WALL) != 0 && errno == ECHILD;
-}
-
 /// Run child mode argv[0] with its arguments; returns the exit status.
 int run_child_mode(int argc, char** argv);
 

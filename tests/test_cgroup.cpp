@@ -302,7 +302,7 @@ class CgroupFs : public ::testing::Test {
   }
 
   static void reap_stragglers() {  // until no child is left (ECHILD)
-    eventually([] { return payloadrun_test::reap_one_or_none(); });
+    eventually([] { return payloadrun_test::no_children(); });
   }
 
   std::string rel(const std::string& abs) const { return abs.substr(mount_.size()); }
@@ -569,7 +569,7 @@ void kill_tree_case(const std::string& parent, const std::function<void(Cgroup&)
     EXPECT_TRUE(::kill(pid, 0) == -1 && errno == ESRCH) << pid;
   }
   EXPECT_TRUE(eventually([&] { return !cg.populated(); }));
-  EXPECT_TRUE(eventually([] { return payloadrun_test::reap_one_or_none(); }, 1s)) << "zombies left";
+  EXPECT_TRUE(eventually([] { return payloadrun_test::no_children(); }, 1s)) << "zombies left";
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   EXPECT_TRUE(sub.populated() == false);
   EXPECT_EQ(::rmdir(sub.path().c_str()), 0);
