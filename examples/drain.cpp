@@ -1,12 +1,19 @@
 // payloadrun-drain: drain a payloadrun result ring into a JSON-lines sidecar.
 //
 //   payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor CMD] [--capacity BYTES]
+//                    [--fsync] [--spill-dir DIR]
 //
-// Creates the ring if no producer has yet. On SIGTERM/SIGINT it reads every
-// committed record, writes it, prints a summary and exits: 0 when nothing
-// was lost or corrupt, 1 otherwise, 2 on a usage or setup error. Deferred
-// payloads are extracted here: by CMD (raw stdout on its stdin, argv split
-// on spaces, no shell) or, without --extractor, from the raw text itself.
+// Creates the ring if no producer has yet. Spill journals of the ring are
+// imported first. A record leaves the ring only after the sidecar's write(2)
+// of its line returned (and, with --fsync, fdatasync); a restarted drain
+// cuts a torn last line off the sidecar and skips messages whose lines it
+// already holds, so every invocation is written exactly once. On
+// SIGTERM/SIGINT it reads every committed record, writes it, prints a
+// summary and exits: 0 when nothing was lost or corrupt, 1 otherwise, 2 on a
+// usage or setup error, 3 when writing the sidecar failed (what was not
+// written stays in the ring for the next drain). Deferred payloads are
+// extracted here: by CMD (raw stdout on its stdin, argv split on spaces, no
+// shell) or, without --extractor, from the raw text itself.
 #include <signal.h>
 
 #include <atomic>
@@ -14,11 +21,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <fmt/format.h>
 #include <string>
 
 #include "payloadrun/error.hpp"
 #include "payloadrun/ring.hpp"
+
+#include "drain_sidecar.hpp"
 
 namespace {
 
@@ -29,28 +38,40 @@ void on_signal(int) { stop_requested.store(true); }
 int usage(const char* why) {
   std::fprintf(stderr,
                "payloadrun-drain: %s\nusage: payloadrun-drain --ring NAME --out SIDECAR.jsonl "
-               "[--extractor CMD] [--capacity BYTES]\n",
+               "[--extractor CMD] [--capacity BYTES] [--fsync] [--spill-dir DIR]\n",
                why);
   return 2;
 }
+
+constexpr int exit_write_failed = 3;
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string ring;
   std::string out_path;
+  bool fsync = false;
   payloadrun::DrainOptions drain_options;
   payloadrun::RingOptions ring_options;
+  ring_options.auto_commit = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--fsync") {
+      fsync = true;
+      continue;
+    }
     if (i + 1 >= argc) return usage(("missing value after " + a).c_str());
     const char* v = argv[++i];
     if (a == "--ring") {
       ring = v;
+      if (ring.empty()) return usage("--ring needs a name");
     } else if (a == "--out") {
       out_path = v;
+      if (out_path.empty()) return usage("--out needs a path");
     } else if (a == "--extractor") {
       drain_options.extractor = v;
+    } else if (a == "--spill-dir") {
+      ring_options.spill_dir = v;
     } else if (a == "--capacity") {
       char* end = nullptr;
       const unsigned long long c = std::strtoull(v, &end, 10);
@@ -67,70 +88,91 @@ int main(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a vanished reader is a write error, not a death
 
-  std::ofstream out(out_path, std::ios::app | std::ios::binary);
-  if (!out) {
-    std::fprintf(stderr, "payloadrun-drain: cannot open %s for appending: %s\n", out_path.c_str(),
-                 std::strerror(errno));
-    return 2;
-  }
+  const auto say = [](const std::string& s) { std::fprintf(stderr, "payloadrun-drain: %s\n", s.c_str()); };
   try {
+    drain::Sidecar out(out_path);
+    if (const std::uint64_t cut = out.repair(); cut != 0) {
+      say(fmt::format("{}: removed a torn last line of {} bytes (a drain was killed while writing it; "
+                      "its record is still in the ring)",
+                      out_path, cut));
+    }
     payloadrun::RingConsumer consumer(ring, ring_options);
-    payloadrun::Drain drain([&](std::string_view line) { out << line << '\n'; }, drain_options);
+    drain_options.already_written = out.redeliverable(consumer.ring_id(), consumer.committed_position());
+    payloadrun::Drain drain([&](std::string_view line) { out.append(line); }, drain_options);
     const auto print_reports = [&] {
-      for (const auto& r : consumer.take_reports()) std::fprintf(stderr, "payloadrun-drain: %s\n", r.c_str());
-      for (const auto& r : drain.take_reports()) std::fprintf(stderr, "payloadrun-drain: %s\n", r.c_str());
+      for (const auto& r : consumer.take_reports()) say(r);
+      for (const auto& r : drain.take_reports()) say(r);
+    };
+    bool write_failed = false;
+    // Write what is queued, then give its records back to the producers.
+    const auto flush_and_commit = [&] {
+      if (!out.flush(fsync)) {
+        write_failed = true;
+        return false;
+      }
+      consumer.commit(drain.hold());
+      return true;
     };
     using std::chrono::milliseconds;
+    constexpr std::size_t batch_bytes = 1u << 20;
+    std::size_t batch = 0;
     while (!stop_requested.load()) {
-      if (auto m = consumer.next(milliseconds(100))) {
+      if (auto m = consumer.next(out.has_pending() ? milliseconds(0) : milliseconds(100))) {
         drain.consume(*m);
+        if (++batch < 1024 && out.pending_bytes() < batch_bytes) continue;
       } else {
-        out.flush();
+        drain.expire();
         print_reports();
       }
+      batch = 0;
+      if (!flush_and_commit()) break;
     }
-    // Stop: take every committed record; give in-flight reservations and
-    // fragmented messages a bounded grace to complete.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    auto quiet_since = std::chrono::steady_clock::now();
-    for (;;) {
-      if (auto m = consumer.next(milliseconds(10))) {
-        drain.consume(*m);
-        quiet_since = std::chrono::steady_clock::now();
-        continue;
+    if (!write_failed) {
+      // Stop: take every committed record; give in-flight reservations and
+      // fragmented messages a bounded grace to complete.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      auto quiet_since = std::chrono::steady_clock::now();
+      for (;;) {
+        if (auto m = consumer.next(milliseconds(10))) {
+          drain.consume(*m);
+          quiet_since = std::chrono::steady_clock::now();
+          if (out.pending_bytes() >= batch_bytes && !flush_and_commit()) break;
+          continue;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        const bool waiting_for_more = consumer.has_partial() || !consumer.empty();
+        if (!waiting_for_more && now - quiet_since > milliseconds(20)) break;
+        if (now > deadline) break;
       }
-      const auto now = std::chrono::steady_clock::now();
-      const bool waiting_for_more = consumer.has_partial() || !consumer.empty();
-      if (!waiting_for_more && now - quiet_since > milliseconds(20)) break;
-      if (now > deadline) break;
+      if (!write_failed) {
+        consumer.abandon_partials();
+        drain.finish();
+        flush_and_commit();
+      }
     }
-    consumer.abandon_partials();
-    drain.finish();
-    out.flush();
     print_reports();
     const payloadrun::RingStats& s = consumer.stats();
     const payloadrun::DrainSummary& d = drain.summary();
-    std::fprintf(stderr,
-                 "payloadrun-drain: ring '%s': %llu records, %llu messages, %llu invocations, "
-                 "%llu bytes; %llu corrupt, %llu abandoned, %llu incomplete, %llu undecodable, "
-                 "%llu pairing failures\n",
-                 ring.c_str(), static_cast<unsigned long long>(s.records),
-                 static_cast<unsigned long long>(s.messages),
-                 static_cast<unsigned long long>(d.invocations),
-                 static_cast<unsigned long long>(s.bytes), static_cast<unsigned long long>(s.corrupt),
-                 static_cast<unsigned long long>(s.abandoned),
-                 static_cast<unsigned long long>(s.incomplete),
-                 static_cast<unsigned long long>(d.decode_failures),
-                 static_cast<unsigned long long>(d.pairing_failures));
-    if (!out) {
-      std::fprintf(stderr, "payloadrun-drain: writing %s failed\n", out_path.c_str());
-      return 1;
+    say(fmt::format("ring '{}': {} records, {} messages ({} from spill journals), {} invocations, {} bytes; "
+                    "{} corrupt, {} abandoned, {} incomplete, {} undecodable, {} pairing failures, {} "
+                    "already in the sidecar",
+                    ring, s.records, s.messages, s.spilled, d.invocations, s.bytes, s.corrupt, s.abandoned,
+                    s.incomplete, d.decode_failures, d.pairing_failures, d.duplicates));
+    if (write_failed) {
+      say(fmt::format("{}; stopped consuming: what was not written stays in the ring (and its spill "
+                      "journals) for the next drain",
+                      out.error()));
+      return exit_write_failed;
     }
     const bool lost = s.corrupt || s.abandoned || s.incomplete || d.decode_failures || d.pairing_failures;
     return lost ? 1 : 0;
   } catch (const payloadrun::Error& e) {
-    std::fprintf(stderr, "payloadrun-drain: %s\n", e.what());
+    say(e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    say(e.what());
     return 2;
   }
 }

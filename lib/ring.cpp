@@ -8,12 +8,14 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <span>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "detail/log.hpp"
 #include "detail/ring_shm.hpp"
+#include "detail/ring_spill.hpp"
 #include "payloadrun/error.hpp"
 #include "payloadrun/ring.hpp"
 
@@ -38,6 +40,13 @@ struct Fragment {
   std::uint32_t frag_count = 1;
 };
 
+// Fragments reserved in one step: a consumer sees all of them or none.
+struct Batch {
+  std::vector<Fragment> fragments;
+  std::uint64_t slots = 0;  // ring bytes they take
+  std::size_t bytes = 0;    // body bytes
+};
+
 }  // namespace
 
 bool remove_ring(const std::string& name) noexcept {
@@ -50,18 +59,20 @@ bool remove_ring(const std::string& name) noexcept {
 
 struct RingProducer::Impl {
   detail::RingMap map;
-  std::deque<Fragment> queue;
+  RingOptions options;
+  std::deque<Batch> queue;
+  std::size_t queued_records = 0;
   std::size_t queued_bytes = 0;
   std::uint64_t written = 0;
+  std::uint64_t spilled = 0;
+  std::uint64_t undelivered = 0;
+  std::string last_spill_error;
   std::function<void()> after_reserve;
 
-  Impl(const std::string& name, const RingOptions& o) : map(name, o) {}
+  Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {}
   ~Impl() {
-    if (queue.empty()) return;
     try {
-      detail::logger()->error("ring '{}': producer destroyed with {} records ({} bytes) still "
-                              "waiting for space; they are lost (flush_for() first)",
-                              map.name(), queue.size(), queued_bytes);
+      if (!queue.empty()) spill(true);
     } catch (...) {
     }
   }
@@ -88,19 +99,7 @@ struct RingProducer::Impl {
     return rc == 0 ? Lock::acquired : Lock::busy;
   }
 
-  /// Reserve and commit one fragment. False when the ring has no room (or
-  /// the lock is busy and !blocking).
-  bool try_write(const Fragment& f, bool blocking) {
-    RingHeader& h = map.header();
-    const std::uint64_t need = detail::slot_size(f.length);
-    if (lock(blocking) != Lock::acquired) return false;
-    const std::uint64_t pos = h.head.load(std::memory_order_relaxed);
-    const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
-    if (pos - tail + need > map.capacity()) {
-      pthread_mutex_unlock(&h.reserve_lock);
-      return false;
-    }
-    RecordHeader& r = map.record_at(pos);
+  void fill_header(RecordHeader& r, const Fragment& f) const noexcept {
     r.magic = detail::record_magic;
     r.version = detail::ring_version;
     r.type = static_cast<std::uint16_t>(f.type);
@@ -114,29 +113,193 @@ struct RingProducer::Impl {
     r.frag_count = f.frag_count;
     r.total_length = static_cast<std::uint32_t>(f.body->size());
     r.header_crc = 0;
-    r.state.store(detail::slot_reserved, std::memory_order_relaxed);
-    h.head.store(pos + need, std::memory_order_release);
+  }
+
+  /// Reserve every fragment of `b` in one step, then copy and commit each.
+  /// False when the ring has no room (or the lock is busy and !blocking).
+  bool try_write(const Batch& b, bool blocking) {
+    RingHeader& h = map.header();
+    if (lock(blocking) != Lock::acquired) return false;
+    const std::uint64_t start = h.head.load(std::memory_order_relaxed);
+    const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
+    if (start - tail + b.slots > map.capacity()) {
+      pthread_mutex_unlock(&h.reserve_lock);
+      return false;
+    }
+    std::uint64_t pos = start;
+    for (const Fragment& f : b.fragments) {
+      RecordHeader& r = map.record_at(pos);
+      fill_header(r, f);
+      r.state.store(detail::slot_reserved, std::memory_order_relaxed);
+      pos += detail::slot_size(f.length);
+    }
+    h.head.store(pos, std::memory_order_release);
     pthread_mutex_unlock(&h.reserve_lock);
 
     if (after_reserve) after_reserve();
-    const char* src = f.body->data() + f.offset;
-    map.copy_in(pos + detail::record_header_size, src, f.length);
-    r.body_crc = detail::crc32c(src, f.length);
-    r.header_crc = detail::header_crc(r);
-    r.state.store(detail::slot_committed, std::memory_order_release);
+    pos = start;
+    for (const Fragment& f : b.fragments) {
+      RecordHeader& r = map.record_at(pos);
+      const char* src = f.body->data() + f.offset;
+      map.copy_in(pos + detail::record_header_size, src, f.length);
+      r.body_crc = detail::crc32c(src, f.length);
+      r.header_crc = detail::header_crc(r);
+      r.state.store(detail::slot_committed, std::memory_order_release);
+      pos += detail::slot_size(f.length);
+      ++written;
+    }
     h.commit_seq.fetch_add(1, std::memory_order_seq_cst);
     if (h.waiters.load(std::memory_order_seq_cst) != 0) detail::futex_wake_all(h.commit_seq);
-    ++written;
     return true;
+  }
+
+  void pop_front() {
+    queued_records -= queue.front().fragments.size();
+    queued_bytes -= queue.front().bytes;
+    queue.pop_front();
   }
 
   std::size_t flush(bool blocking) {
     while (!queue.empty()) {
       if (!try_write(queue.front(), blocking)) break;
-      queued_bytes -= queue.front().length;
-      queue.pop_front();
+      pop_front();
     }
-    return queue.size();
+    return queued_records;
+  }
+
+  static std::size_t messages_in(const std::deque<Batch>& q) {
+    std::size_t n = 0;
+    for (const Batch& b : q) {
+      for (const Fragment& f : b.fragments) n += f.frag_index == 0 ? 1 : 0;
+    }
+    return n;
+  }
+
+  /// Move every queued record to a spill journal. `final`: this is the last
+  /// chance (the producer goes away): what cannot be spilled is undelivered.
+  bool spill(bool final) {
+    if (queue.empty()) return true;
+    std::vector<detail::SpillRecord> records;
+    records.reserve(queued_records);
+    const auto pid = static_cast<std::uint32_t>(::getpid());
+    const std::uint64_t now = detail::monotonic_ns();
+    for (const Batch& b : queue) {
+      for (const Fragment& f : b.fragments) {
+        detail::RecordMeta m;
+        m.type = static_cast<std::uint16_t>(f.type);
+        m.pid = pid;
+        m.payload_index = f.payload_index;
+        m.length = f.length;
+        m.reserve_ns = now;
+        m.message_id = f.message_id;
+        m.frag_index = f.frag_index;
+        m.frag_count = f.frag_count;
+        m.total_length = static_cast<std::uint32_t>(f.body->size());
+        records.push_back({m, f.body->data() + f.offset});
+      }
+    }
+    const std::string err =
+        detail::write_spill(options.spill_dir, map.name(), map.header().ring_id, records);
+    if (err.empty()) {
+      detail::logger()->warn("ring '{}': no room for {} records ({} bytes) ; spilled them to {} for "
+                             "the next consumer",
+                             map.name(), queued_records, queued_bytes,
+                             detail::spill_directory(options.spill_dir));
+      spilled += queued_records;
+      queue.clear();
+      queued_records = 0;
+      queued_bytes = 0;
+      return true;
+    }
+    last_spill_error = err;
+    if (final) {
+      const std::size_t messages = messages_in(queue);
+      detail::logger()->error("ring '{}': {} messages ({} records, {} bytes) could not be delivered: "
+                              "the ring is full and {}",
+                              map.name(), messages, queued_records, queued_bytes, err);
+      undelivered += messages;
+      queue.clear();
+      queued_records = 0;
+      queued_bytes = 0;
+    } else {
+      detail::logger()->error("ring '{}': {} records wait in process: the ring is full and {}; "
+                              "retrying",
+                              map.name(), queued_records, err);
+    }
+    return false;
+  }
+
+  // A message's fragments, as one batch.
+  Batch fragments_of(const RingRecord& m) {
+    if (m.body.size() > 0xffffffffu) {
+      throw Error(Errc::ring, fmt::format("ring '{}': a record of {} bytes exceeds the 4 GiB "
+                                          "message limit; cap the payload's output",
+                                          map.name(), m.body.size()));
+    }
+    auto shared = std::make_shared<const std::string>(m.body);
+    const std::size_t max = max_fragment();
+    const std::size_t count = m.body.empty() ? 1 : (m.body.size() + max - 1) / max;
+    const std::uint64_t id = message_counter.fetch_add(1, std::memory_order_relaxed);
+    Batch b;
+    b.fragments.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      Fragment f;
+      f.body = shared;
+      f.offset = static_cast<std::uint32_t>(i * max);
+      f.length = static_cast<std::uint32_t>(std::min(max, m.body.size() - i * max));
+      f.type = m.type;
+      f.payload_index = m.payload_index;
+      f.message_id = id;
+      f.frag_index = static_cast<std::uint32_t>(i);
+      f.frag_count = static_cast<std::uint32_t>(count);
+      b.slots += detail::slot_size(f.length);
+      b.bytes += f.length;
+      b.fragments.push_back(std::move(f));
+    }
+    return b;
+  }
+
+  void enqueue(Batch b) {
+    queued_records += b.fragments.size();
+    queued_bytes += b.bytes;
+    queue.push_back(std::move(b));
+  }
+
+  // All messages in one batch when they fit in the ring at once; else one
+  // batch per message; a message larger than the ring, one per fragment.
+  void write(std::span<const RingRecord> messages) {
+    std::vector<Batch> batches;
+    std::uint64_t slots = 0;
+    bool each_fits = true;
+    for (const RingRecord& m : messages) {
+      batches.push_back(fragments_of(m));
+      slots += batches.back().slots;
+      each_fits = each_fits && batches.back().slots <= map.capacity();
+    }
+    if (each_fits && slots <= map.capacity() && batches.size() > 1) {
+      Batch all;
+      for (Batch& b : batches) {
+        all.slots += b.slots;
+        all.bytes += b.bytes;
+        for (Fragment& f : b.fragments) all.fragments.push_back(std::move(f));
+      }
+      enqueue(std::move(all));
+    } else {
+      for (Batch& b : batches) {
+        if (b.slots <= map.capacity()) {
+          enqueue(std::move(b));
+          continue;
+        }
+        for (Fragment& f : b.fragments) {
+          Batch one;
+          one.slots = detail::slot_size(f.length);
+          one.bytes = f.length;
+          one.fragments.push_back(std::move(f));
+          enqueue(std::move(one));
+        }
+      }
+    }
+    flush(false);
   }
 };
 
@@ -147,30 +310,11 @@ RingProducer::RingProducer(RingProducer&&) noexcept = default;
 RingProducer& RingProducer::operator=(RingProducer&&) noexcept = default;
 
 void RingProducer::write(RecordType type, std::uint64_t payload_index, std::string_view body) {
-  if (body.size() > 0xffffffffu) {
-    throw Error(Errc::ring, fmt::format("ring '{}': a record of {} bytes exceeds the 4 GiB "
-                                        "message limit; cap the payload's output",
-                                        impl_->map.name(), body.size()));
-  }
-  auto shared = std::make_shared<const std::string>(body);
-  const std::size_t max = impl_->max_fragment();
-  const std::size_t count = body.empty() ? 1 : (body.size() + max - 1) / max;
-  const std::uint64_t id = message_counter.fetch_add(1, std::memory_order_relaxed);
-  for (std::size_t i = 0; i < count; ++i) {
-    Fragment f;
-    f.body = shared;
-    f.offset = static_cast<std::uint32_t>(i * max);
-    f.length = static_cast<std::uint32_t>(std::min(max, body.size() - i * max));
-    f.type = type;
-    f.payload_index = payload_index;
-    f.message_id = id;
-    f.frag_index = static_cast<std::uint32_t>(i);
-    f.frag_count = static_cast<std::uint32_t>(count);
-    impl_->queued_bytes += f.length;
-    impl_->queue.push_back(std::move(f));
-  }
-  impl_->flush(false);
+  const RingRecord one{type, payload_index, body};
+  impl_->write(std::span<const RingRecord>(&one, 1));
 }
+
+void RingProducer::write(std::span<const RingRecord> messages) { impl_->write(messages); }
 
 std::size_t RingProducer::flush() { return impl_->flush(false); }
 
@@ -183,9 +327,17 @@ bool RingProducer::flush_for(std::chrono::milliseconds timeout) {
   return true;
 }
 
-std::size_t RingProducer::queue_depth() const noexcept { return impl_->queue.size(); }
+bool RingProducer::spill() { return impl_->spill(false); }
+std::uint64_t RingProducer::close() {
+  impl_->flush(false);
+  impl_->spill(true);
+  return impl_->undelivered;
+}
+std::size_t RingProducer::queue_depth() const noexcept { return impl_->queued_records; }
 std::size_t RingProducer::queued_bytes() const noexcept { return impl_->queued_bytes; }
 std::uint64_t RingProducer::records_written() const noexcept { return impl_->written; }
+std::uint64_t RingProducer::records_spilled() const noexcept { return impl_->spilled; }
+std::uint64_t RingProducer::undelivered() const noexcept { return impl_->undelivered; }
 std::size_t RingProducer::capacity() const noexcept { return impl_->map.capacity(); }
 std::size_t RingProducer::max_fragment() const noexcept { return impl_->max_fragment(); }
 const std::string& RingProducer::name() const noexcept { return impl_->map.name(); }
@@ -202,8 +354,10 @@ struct RingEmitter::Impl {
   uv_timer_t* timer = nullptr;  // open only while records wait
   std::uint64_t last_progress_ns = 0;
   std::size_t last_depth = 0;
-  std::optional<std::uint64_t> last_raw_index;
-  bool stalled_warned = false;
+  // A Deferred payload's raw output waits here for its metrics record: the
+  // two are written together, so a consumer never sees one without the other.
+  std::optional<std::pair<std::uint64_t, std::string>> pending_raw;
+  bool closed = false;
 
   Impl(uv_loop_t* l, const std::string& name, const RingOptions& o)
       : loop(l), producer(name, o), options(o) {}
@@ -241,16 +395,13 @@ struct RingEmitter::Impl {
     last_depth = depth;
     if (depth == 0) {
       close_timer();
-      stalled_warned = false;
       return;
     }
     const auto stall = static_cast<std::uint64_t>(options.stall_timeout.count()) * 1'000'000u;
     if (now - last_progress_ns > stall) {
-      // No consumer is making room: stop keeping the loop alive.
-      detail::logger()->warn("ring '{}': no space for {} ms, {} records wait in process (is a "
-                             "consumer running?); retrying at the next emission",
-                             producer.name(), options.stall_timeout.count(), depth);
-      stalled_warned = true;
+      // No consumer is making room: the records go to a spill journal for
+      // the next consumer (or, if that fails, wait for the next emission).
+      producer.spill();
       close_timer();
     }
   }
@@ -271,6 +422,22 @@ struct RingEmitter::Impl {
     last_depth = depth;
     uv_timer_start(timer, on_timer, 1, 1);
   }
+
+  void write_pending_raw() {
+    if (!pending_raw) return;
+    auto raw = std::move(*pending_raw);
+    pending_raw.reset();
+    producer.write(RecordType::raw_output, raw.first, raw.second);
+  }
+
+  std::uint64_t close() {
+    if (!closed) {
+      closed = true;
+      write_pending_raw();
+      close_timer();
+    }
+    return producer.close();
+  }
 };
 
 RingEmitter::RingEmitter(uv_loop_s* loop, const std::string& name, RingOptions options) {
@@ -280,32 +447,37 @@ RingEmitter::RingEmitter(uv_loop_s* loop, const std::string& name, RingOptions o
 
 RingEmitter::~RingEmitter() {
   try {
-    const std::size_t left = impl_->producer.flush();
-    impl_->close_timer();
-    if (left != 0) {
-      detail::logger()->error("ring '{}': emitter destroyed with {} records ({} bytes) still "
-                              "waiting for space; they are lost",
-                              impl_->producer.name(), left, impl_->producer.queued_bytes());
-    }
+    impl_->close();
   } catch (...) {
   }
 }
 
+std::uint64_t RingEmitter::close() { return impl_->close(); }
+
 void RingEmitter::emit_metrics(const Completion& completion) {
-  const bool deferred = impl_->last_raw_index == completion.metrics.payload_index;
-  impl_->last_raw_index.reset();
-  impl_->producer.write(RecordType::metrics, completion.metrics.payload_index,
-                        encode_metrics(completion, deferred));
+  const std::uint64_t index = completion.metrics.payload_index;
+  const bool deferred = impl_->pending_raw && impl_->pending_raw->first == index;
+  if (impl_->pending_raw && !deferred) impl_->write_pending_raw();
+  const std::string body = encode_metrics(completion, deferred);
+  if (deferred) {
+    const RingRecord pair[2] = {{RecordType::raw_output, index, impl_->pending_raw->second},
+                                {RecordType::metrics, index, body}};
+    impl_->producer.write(std::span<const RingRecord>(pair, 2));
+    impl_->pending_raw.reset();
+  } else {
+    impl_->producer.write(RecordType::metrics, index, body);
+  }
   impl_->after_write();
 }
 
 void RingEmitter::emit_raw(const RawPayloadOutput& raw) {
-  impl_->last_raw_index = raw.payload_index;
-  impl_->producer.write(RecordType::raw_output, raw.payload_index, encode_raw(raw));
+  impl_->write_pending_raw();  // a raw output whose metrics never came
+  impl_->pending_raw.emplace(raw.payload_index, encode_raw(raw));
   impl_->after_write();
 }
 
 std::size_t RingEmitter::queue_depth() const noexcept { return impl_->producer.queue_depth(); }
+std::uint64_t RingEmitter::undelivered() const noexcept { return impl_->producer.undelivered(); }
 RingProducer& RingEmitter::producer() noexcept { return impl_->producer; }
 
 }  // namespace payloadrun

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 #include "detail/log.hpp"
 #include "detail/ring_json.hpp"
 #include "detail/ring_shm.hpp"
+#include "detail/ring_spill.hpp"
 #include "payloadrun/error.hpp"
 #include "payloadrun/ring.hpp"
 
@@ -31,8 +33,29 @@ struct Partial {
   std::uint32_t next_frag = 0;
   std::uint32_t total_length;
   std::string body;
+  std::string origin;  // of its first fragment
+  RingHold hold;       // what its fragments read so far need kept
+  bool atomic = false;  // reserved in one step: all of it lies before head
 };
+
+// A spill journal being imported.
+struct SpillFile {
+  std::string path;
+  std::uint64_t id = 0;
+  std::size_t waiting = 0;  // its messages not yet returned by next()
+};
+
+std::string origin_of(char kind, std::uint64_t id, std::uint64_t pos) {
+  return fmt::format("{}:{:016x}:{}", kind, id, pos);
+}
 }  // namespace
+
+void RingHold::add(const RingHold& other) {
+  ring_position = std::min(ring_position, other.ring_position);
+  for (std::uint64_t id : other.spills) {
+    if (std::find(spills.begin(), spills.end(), id) == spills.end()) spills.push_back(id);
+  }
+}
 
 struct RingConsumer::Impl {
   detail::RingMap map;
@@ -43,6 +66,12 @@ struct RingConsumer::Impl {
   // Messages already counted incomplete whose later fragments may still
   // come: those are skipped without counting the message again.
   std::set<std::pair<std::uint32_t, std::uint64_t>> counted;
+  std::uint64_t read_pos = 0;  // next record to read; the shared tail is what was committed
+  std::uint64_t ring_id = 0;
+  std::vector<SpillFile> spills;              // imported, not yet removed
+  std::set<std::string> imported;             // their paths
+  std::deque<std::pair<RingMessage, std::size_t>> spilled;  // (message, index into spills)
+  std::uint64_t last_spill_scan_ns = 0;
 
   Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {
     // One consumer at a time: claim consumer_pid; a dead holder's claim is
@@ -58,6 +87,9 @@ struct RingConsumer::Impl {
       }
       if (owner.compare_exchange_strong(cur, me)) break;
     }
+    read_pos = map.header().tail.load(std::memory_order_acquire);
+    ring_id = map.header().ring_id;
+    import_spills();
   }
   ~Impl() {
     auto me = static_cast<std::uint32_t>(::getpid());
@@ -72,7 +104,89 @@ struct RingConsumer::Impl {
     reports.push_back(std::move(s));
   }
 
-  void advance(std::uint64_t to) { map.header().tail.store(to, std::memory_order_release); }
+  void advance(std::uint64_t to) {
+    read_pos = to;
+    if (options.auto_commit) map.header().tail.store(to, std::memory_order_release);
+  }
+
+  // ------------------------------------------------------------- spills
+
+  void import_spills() {
+    last_spill_scan_ns = detail::monotonic_ns();
+    for (const std::string& path : detail::list_spills(options.spill_dir, map.name())) {
+      if (imported.count(path) != 0) continue;
+      imported.insert(path);
+      detail::SpillContents c = detail::read_spill(path);
+      for (auto& p : c.problems) {
+        ++stats.corrupt;
+        report(fmt::format("ring '{}': {}", map.name(), p));
+      }
+      const std::size_t file = spills.size();
+      spills.push_back({path, c.spill_id, 0});
+      for (auto& r : c.records) {
+        ++stats.records;
+        RingHold hold;
+        hold.spills.push_back(c.spill_id);
+        std::optional<RingMessage> out;
+        deliver(r.meta, std::move(r.body), origin_of('s', c.spill_id, r.offset), hold, false, out);
+        if (out) {
+          ++spills[file].waiting;
+          spilled.emplace_back(std::move(*out), file);
+        }
+      }
+      if (!c.records.empty() || !c.problems.empty()) {
+        report(fmt::format("ring '{}': imported {} records from spill journal {}", map.name(),
+                           c.records.size(), path));
+      }
+    }
+  }
+
+  std::vector<std::uint64_t> held_spills(const RingHold& keep) const {
+    std::vector<std::uint64_t> ids = keep.spills;
+    for (const auto& [key, p] : partials) ids.insert(ids.end(), p.hold.spills.begin(), p.hold.spills.end());
+    return ids;
+  }
+
+  void remove_spills(const RingHold& keep) {
+    const std::vector<std::uint64_t> held = held_spills(keep);
+    for (auto it = spills.begin(); it != spills.end();) {
+      const bool in_use = it->waiting != 0 || std::find(held.begin(), held.end(), it->id) != held.end();
+      if (in_use) {
+        ++it;
+        continue;
+      }
+      if (::unlink(it->path.c_str()) != 0 && errno != ENOENT) {
+        report(fmt::format("ring '{}': cannot remove imported spill journal {}: {}", map.name(),
+                           it->path, std::strerror(errno)));
+      }
+      imported.erase(it->path);
+      const std::size_t gone = static_cast<std::size_t>(it - spills.begin());
+      it = spills.erase(it);
+      for (auto& [m, file] : spilled) {
+        if (file > gone) --file;
+      }
+    }
+  }
+
+  void commit(const RingHold& keep) {
+    std::uint64_t to = std::min(read_pos, keep.ring_position);
+    for (const auto& [key, p] : partials) to = std::min(to, p.hold.ring_position);
+    RingHeader& h = map.header();
+    if (to > h.tail.load(std::memory_order_relaxed) && to <= read_pos) h.tail.store(to, std::memory_order_release);
+    remove_spills(keep);
+  }
+
+  // Fragments of atomically reserved messages all lie before head: once the
+  // consumer has read up to head, a partial one can never complete.
+  void drop_stuck_partials() {
+    for (auto it = partials.begin(); it != partials.end();) {
+      auto next_it = std::next(it);
+      if (it->second.atomic && it->second.hold.spills.empty()) {
+        drop_partial(it->first.first, it->first.second, "its other fragments were lost");
+      }
+      it = next_it;
+    }
+  }
 
   // A header that cannot be trusted at `pos`: scan forward for the next
   // committed record whose header checksum holds, else skip to head.
@@ -105,14 +219,16 @@ struct RingConsumer::Impl {
 
   enum class Step { message, progressed, blocked, empty };
 
-  // Process the record at tail. `out` is filled when a whole message is ready.
+  // Process the record at the read position. `out` is filled when a whole
+  // message is ready.
   Step step(std::optional<RingMessage>& out) {
     RingHeader& h = map.header();
-    const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+    const std::uint64_t tail = read_pos;
     const std::uint64_t head = h.head.load(std::memory_order_acquire);
     if (tail == head) return Step::empty;
-    if (head < tail || head - tail > map.capacity() || (tail % detail::record_align) != 0 ||
-        head - tail < detail::record_header_size) {
+    const std::uint64_t committed = h.tail.load(std::memory_order_acquire);
+    if (head < tail || head - committed > map.capacity() || tail < committed ||
+        (tail % detail::record_align) != 0 || head - tail < detail::record_header_size) {
       ++stats.corrupt;
       report(fmt::format("ring '{}': head {} and tail {} are inconsistent; skipping to head",
                          map.name(), head, tail));
@@ -141,7 +257,9 @@ struct RingConsumer::Impl {
                          "index {}",
                          map.name(), r.length, r.pid, dead ? "the producer is gone" : "timed out",
                          r.payload_index));
+      const detail::RecordMeta m = detail::meta_of(r);
       advance(tail + slot);
+      if (m.frag_count > 1) lose_message(m, "a fragment was abandoned");
       return Step::progressed;
     }
     if (st != detail::slot_committed) {
@@ -160,6 +278,7 @@ struct RingConsumer::Impl {
     std::string body(hdr.length, '\0');
     map.copy_out(tail + detail::record_header_size, body.data(), hdr.length);
     const bool body_ok = detail::crc32c(body.data(), body.size()) == hdr.body_crc;
+    const detail::RecordMeta m = detail::meta_of(hdr);
     advance(tail + slot);
     if (!body_ok) {
       ++stats.corrupt;
@@ -167,27 +286,39 @@ struct RingConsumer::Impl {
       report(fmt::format("ring '{}': record of pid {} payload index {} failed its checksum "
                          "(torn or corrupt); dropped",
                          map.name(), hdr.pid, hdr.payload_index));
-      if (hdr.frag_count > 1) lose_message(hdr, "a fragment was corrupt");
+      if (hdr.frag_count > 1) lose_message(m, "a fragment was corrupt");
       return Step::progressed;
     }
     ++stats.records;
-    const auto type = static_cast<RecordType>(hdr.type);
+    RingHold hold;
+    hold.ring_position = tail;
+    // A message the producer reserved in one step (it fits in the ring):
+    // holding its first fragments can never keep its last ones out.
+    const bool atomic = std::uint64_t{m.total_length} + std::uint64_t{m.frag_count} * 2 * detail::record_align <=
+                        map.capacity();
+    return deliver(m, std::move(body), origin_of('r', ring_id, tail), hold, atomic, out);
+  }
+
+  // One good record (from the ring or a spill journal).
+  Step deliver(const detail::RecordMeta& m, std::string body, std::string origin, const RingHold& hold,
+               bool atomic, std::optional<RingMessage>& out) {
+    const auto type = static_cast<RecordType>(m.type);
     if (type != RecordType::metrics && type != RecordType::raw_output) {
       ++stats.corrupt;
       report(fmt::format("ring '{}': record of unknown type {} from pid {}; skipped", map.name(),
-                         hdr.type, hdr.pid));
+                         m.type, m.pid));
       return Step::progressed;
     }
-    if (hdr.frag_count <= 1 && hdr.frag_index == 0) {
-      if (hdr.total_length != hdr.length) {
+    if (m.frag_count <= 1 && m.frag_index == 0) {
+      if (m.total_length != m.length) {
         ++stats.corrupt;
         report(fmt::format("ring '{}': record lengths disagree; skipped", map.name()));
         return Step::progressed;
       }
-      out = RingMessage{type, hdr.pid, hdr.payload_index, hdr.message_id, std::move(body)};
+      out = RingMessage{type, m.pid, m.payload_index, m.message_id, std::move(body), std::move(origin), hold};
       return Step::message;
     }
-    return fragment(hdr, type, std::move(body), out);
+    return fragment(m, type, std::move(body), std::move(origin), hold, atomic, out);
   }
 
   void drop_partial(std::uint32_t pid, std::uint64_t id, const char* why) {
@@ -202,10 +333,10 @@ struct RingConsumer::Impl {
 
   // A fragment of the message is lost or out of sequence: count the message
   // incomplete once, whichever of its fragments follow.
-  void lose_message(const RecordHeader& hdr, const char* why) {
-    const auto key = std::make_pair(hdr.pid, hdr.message_id);
-    if (partials.count(key) != 0 || counted.count(key) == 0) drop_partial(hdr.pid, hdr.message_id, why);
-    if (std::uint64_t{hdr.frag_index} + 1 >= hdr.frag_count) {
+  void lose_message(const detail::RecordMeta& m, const char* why) {
+    const auto key = std::make_pair(m.pid, m.message_id);
+    if (partials.count(key) != 0 || counted.count(key) == 0) drop_partial(m.pid, m.message_id, why);
+    if (std::uint64_t{m.frag_index} + 1 >= m.frag_count) {
       counted.erase(key);  // its last fragment: none follow
     } else {
       if (counted.size() >= 4096) counted.clear();  // bounded (at worst a message counts twice)
@@ -213,59 +344,81 @@ struct RingConsumer::Impl {
     }
   }
 
-  Step fragment(const RecordHeader& hdr, RecordType type, std::string body,
-                std::optional<RingMessage>& out) {
-    const auto key = std::make_pair(hdr.pid, hdr.message_id);
+  Step fragment(const detail::RecordMeta& m, RecordType type, std::string body, std::string origin,
+                const RingHold& hold, bool atomic, std::optional<RingMessage>& out) {
+    const auto key = std::make_pair(m.pid, m.message_id);
     // (A message is at most 4 GiB: total_length is a u32.)
-    if (hdr.frag_index >= hdr.frag_count) {
+    if (m.frag_index >= m.frag_count) {
       ++stats.corrupt;
       report(fmt::format("ring '{}': fragment {}/{} of pid {} is inconsistent; skipped",
-                         map.name(), hdr.frag_index, hdr.frag_count, hdr.pid));
+                         map.name(), m.frag_index, m.frag_count, m.pid));
       return Step::progressed;
     }
     auto it = partials.find(key);
-    if (hdr.frag_index == 0) {
+    if (m.frag_index == 0) {
       counted.erase(key);
-      if (it != partials.end()) drop_partial(hdr.pid, hdr.message_id, "restarted");
-      Partial p{type, hdr.payload_index, hdr.frag_count, 0, hdr.total_length, {}};
+      if (it != partials.end()) drop_partial(m.pid, m.message_id, "restarted");
+      Partial p{type, m.payload_index, m.frag_count, 0, m.total_length, {}, std::move(origin), {}, atomic};
+      // A message larger than the ring cannot hold its first fragments
+      // uncommitted until its last arrives (that could wait forever).
+      if (atomic) p.hold = hold;
       // total_length is untrusted: reserve at most a ring's worth up front;
       // the body grows as fragments really arrive.
-      p.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(hdr.total_length, map.capacity())));
+      p.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(m.total_length, map.capacity())));
       it = partials.emplace(key, std::move(p)).first;
     } else if (it == partials.end()) {
       // Its first fragments were lost (abandoned, corrupt, or consumed by a
       // consumer that stopped), or it was already counted incomplete.
-      const bool last = hdr.frag_index + 1 == hdr.frag_count;
+      const bool last = m.frag_index + 1 == m.frag_count;
       if (counted.count(key) != 0) {
         if (last) counted.erase(key);
       } else if (last) {
-        drop_partial(hdr.pid, hdr.message_id, "its first fragments are missing");
+        drop_partial(m.pid, m.message_id, "its first fragments are missing");
       }
       return Step::progressed;
+    } else if (it->second.atomic) {
+      it->second.hold.add(hold);
     }
     Partial& p = it->second;
-    if (hdr.frag_index != p.next_frag || hdr.frag_count != p.frag_count ||
-        hdr.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
-      lose_message(hdr, "fragments out of sequence");
+    if (m.frag_index != p.next_frag || m.frag_count != p.frag_count ||
+        m.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
+      lose_message(m, "fragments out of sequence");
       return Step::progressed;
     }
     p.body += body;
     ++p.next_frag;
     if (p.next_frag < p.frag_count) return Step::progressed;
     if (p.body.size() != p.total_length) {
-      drop_partial(hdr.pid, hdr.message_id, "length mismatch");
+      drop_partial(m.pid, m.message_id, "length mismatch");
       return Step::progressed;
     }
-    out = RingMessage{p.type, hdr.pid, p.payload_index, hdr.message_id, std::move(p.body)};
+    RingHold whole = p.hold;
+    whole.add(hold);
+    out = RingMessage{p.type, m.pid, p.payload_index, m.message_id, std::move(p.body), std::move(p.origin), whole};
     partials.erase(it);
     return Step::message;
+  }
+
+  std::optional<RingMessage> take_spilled() {
+    if (spilled.empty()) return std::nullopt;
+    auto [m, file] = std::move(spilled.front());
+    spilled.pop_front();
+    --spills[file].waiting;
+    ++stats.spilled;
+    return std::move(m);
   }
 
   std::optional<RingMessage> next(std::chrono::milliseconds timeout) {
     const std::uint64_t deadline =
         detail::monotonic_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
     RingHeader& h = map.header();
+    if (options.auto_commit) remove_spills({});
     for (;;) {
+      if (auto m = take_spilled()) {
+        ++stats.messages;
+        stats.bytes += m->body.size();
+        return m;
+      }
       std::optional<RingMessage> out;
       const std::uint32_t seq = h.commit_seq.load(std::memory_order_seq_cst);
       const Step s = step(out);
@@ -276,10 +429,19 @@ struct RingConsumer::Impl {
       }
       if (s == Step::progressed) continue;
       const std::uint64_t now = detail::monotonic_ns();
+      if (s == Step::empty) {
+        drop_stuck_partials();
+        // Read to the end: look for journals producers spilled meanwhile.
+        if (now - last_spill_scan_ns >= 200'000'000u) {
+          import_spills();
+          if (!spilled.empty()) continue;
+        }
+      }
       if (now >= deadline) return std::nullopt;
       // Sleep until a commit (or, while a live producer holds the record at
-      // tail, at most 5 ms before re-checking it for abandonment).
-      std::uint64_t wait = deadline - now;
+      // tail, at most 5 ms before re-checking it for abandonment; or, at
+      // most 200 ms, before looking for spill journals again).
+      std::uint64_t wait = std::min<std::uint64_t>(deadline - now, 200'000'000u);
       if (s == Step::blocked) wait = std::min<std::uint64_t>(wait, 5'000'000u);
       h.waiters.fetch_add(1, std::memory_order_seq_cst);
       if (h.commit_seq.load(std::memory_order_seq_cst) == seq) {
@@ -307,8 +469,13 @@ std::optional<RingMessage> RingConsumer::next(std::chrono::milliseconds timeout)
 }
 
 bool RingConsumer::empty() const noexcept {
-  const RingHeader& h = impl_->map.header();
-  return h.head.load(std::memory_order_acquire) == h.tail.load(std::memory_order_acquire);
+  return impl_->spilled.empty() &&
+         impl_->map.header().head.load(std::memory_order_acquire) == impl_->read_pos;
+}
+void RingConsumer::commit(const RingHold& keep) { impl_->commit(keep); }
+std::uint64_t RingConsumer::ring_id() const noexcept { return impl_->ring_id; }
+std::uint64_t RingConsumer::committed_position() const noexcept {
+  return impl_->map.header().tail.load(std::memory_order_acquire);
 }
 bool RingConsumer::has_partial() const noexcept { return !impl_->partials.empty(); }
 

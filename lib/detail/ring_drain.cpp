@@ -221,10 +221,21 @@ struct Drain::Impl {
   DrainOptions options;
   DrainSummary summary;
   std::vector<std::string> reports;
-  std::map<std::pair<std::uint32_t, std::uint64_t>, RawPayloadOutput> raws;  // (pid, index)
+  struct PendingRaw {
+    RawPayloadOutput raw;
+    std::string origin;
+    RingHold hold;
+    std::uint64_t since_ns = 0;
+  };
+  std::map<std::pair<std::uint32_t, std::uint64_t>, PendingRaw> raws;  // (pid, index)
 
-  void write_line(const std::string& payload, std::uint64_t index, std::uint32_t pid, int exit_code,
-                  bool timed_out, const AssertResult& result, const PayloadMetrics& metrics) {
+  void write_line(const std::string& origin, const std::string& payload, std::uint64_t index,
+                  std::uint32_t pid, int exit_code, bool timed_out, const AssertResult& result,
+                  const PayloadMetrics& metrics) {
+    if (!origin.empty() && options.already_written.count(origin) != 0) {
+      ++summary.duplicates;  // delivered again after a consumer that did not commit it
+      return;
+    }
     std::string line;
     line += "{\"payload\":";
     detail::json_string(line, payload);
@@ -235,6 +246,10 @@ struct Drain::Impl {
     detail::json_details(line, result);
     line += ",\"metrics\":";
     detail::json_metrics(line, metrics);
+    if (!origin.empty()) {
+      line += ",\"record\":";
+      detail::json_string(line, origin);
+    }
     line += "}";
     ++summary.invocations;
     sink(line);
@@ -248,8 +263,12 @@ struct Drain::Impl {
     reports.push_back(std::move(s));
   }
 
-  void deferred_line(const RawPayloadOutput& raw, std::uint32_t pid, const AssertResult* supervisor,
-                     std::optional<AssertDetail> pairing) {
+  void deferred_line(const std::string& origin, const RawPayloadOutput& raw, std::uint32_t pid,
+                     const AssertResult* supervisor, std::optional<AssertDetail> pairing) {
+    if (!origin.empty() && options.already_written.count(origin) != 0) {
+      ++summary.duplicates;
+      return;  // (not evaluated again: the extractor does not run twice)
+    }
     PayloadMetrics m;
     AssertResult res = evaluate_deferred(raw, options, m);
     if (supervisor != nullptr) {
@@ -263,7 +282,15 @@ struct Drain::Impl {
       ++summary.pairing_failures;
       res.merge(AssertResult::fail(std::move(*pairing)));
     }
-    write_line(raw.payload_name, raw.payload_index, pid, raw.exit_code, raw.timed_out, res, m);
+    write_line(origin, raw.payload_name, raw.payload_index, pid, raw.exit_code, raw.timed_out, res, m);
+  }
+
+  void unpaired(const std::pair<std::uint32_t, std::uint64_t>& key, PendingRaw& p) {
+    deferred_line(p.origin, p.raw, key.first, nullptr,
+                  detail_of(DetailKind::pairing,
+                            fmt::format("raw output of payload '{}' (index {}, pid {}) has no "
+                                        "metrics record",
+                                        p.raw.payload_name, p.raw.payload_index, key.first)));
   }
 
   void consume(const RingMessage& msg) {
@@ -274,14 +301,14 @@ struct Drain::Impl {
         if (raw.payload_index != msg.payload_index) {
           throw Error(Errc::ring, "the body's payload_index differs from the record's");
         }
-        auto [it, fresh] = raws.try_emplace(key, std::move(raw));
+        PendingRaw p{std::move(raw), msg.origin, msg.hold, detail::monotonic_ns()};
+        auto [it, fresh] = raws.try_emplace(key);
         if (!fresh) {
           // An earlier raw output with the same key never got its metrics.
-          RawPayloadOutput old = std::move(it->second);
-          it->second = decode_raw(msg.body);
-          deferred_line(old, msg.pid, nullptr,
-                        detail_of(DetailKind::pairing, "raw output has no metrics record"));
+          PendingRaw old = std::move(it->second);
+          unpaired(key, old);
         }
+        it->second = std::move(p);
         return;
       }
       MetricsRecord rec = decode_metrics(msg.body);
@@ -290,14 +317,14 @@ struct Drain::Impl {
       }
       auto it = raws.find(key);
       if (it != raws.end()) {
-        RawPayloadOutput raw = std::move(it->second);
+        RawPayloadOutput raw = std::move(it->second.raw);
         raws.erase(it);
         std::optional<AssertDetail> pairing;
         if (!rec.deferred) {
           pairing = detail_of(DetailKind::pairing,
                               "raw output paired with the metrics record of a non-deferred payload");
         }
-        deferred_line(raw, msg.pid, &rec.result, std::move(pairing));
+        deferred_line(msg.origin, raw, msg.pid, &rec.result, std::move(pairing));
         return;
       }
       if (rec.deferred && rec.metrics.empty()) {
@@ -307,25 +334,33 @@ struct Drain::Impl {
                         rec.payload_name, rec.payload_index, msg.pid))));
         ++summary.pairing_failures;
       }
-      write_line(rec.payload_name, rec.payload_index, msg.pid, rec.exit_code, rec.timed_out,
-                 rec.result, rec.metrics);
+      write_line(msg.origin, rec.payload_name, rec.payload_index, msg.pid, rec.exit_code,
+                 rec.timed_out, rec.result, rec.metrics);
     } catch (const Error& e) {
       ++summary.decode_failures;
-      report(fmt::format("record of pid {} payload index {} ({} bytes) could not be decoded: {}",
-                         msg.pid, msg.payload_index, msg.body.size(), e.what()));
+      report(fmt::format("record {} of pid {} payload index {} ({} bytes) could not be decoded: {}",
+                         msg.origin, msg.pid, msg.payload_index, msg.body.size(), e.what()));
     }
   }
 
-  void finish() {
-    auto pending = std::move(raws);
-    raws.clear();
-    for (auto& [key, raw] : pending) {
-      deferred_line(raw, key.first, nullptr,
-                    detail_of(DetailKind::pairing,
-                              fmt::format("raw output of payload '{}' (index {}, pid {}) has no "
-                                          "metrics record",
-                                          raw.payload_name, raw.payload_index, key.first)));
+  void expire(std::uint64_t older_than_ns) {
+    const std::uint64_t now = detail::monotonic_ns();
+    for (auto it = raws.begin(); it != raws.end();) {
+      if (now - it->second.since_ns < older_than_ns) {
+        ++it;
+        continue;
+      }
+      PendingRaw p = std::move(it->second);
+      const auto key = it->first;
+      it = raws.erase(it);
+      unpaired(key, p);
     }
+  }
+
+  RingHold hold() const {
+    RingHold h;
+    for (const auto& [key, p] : raws) h.add(p.hold);
+    return h;
   }
 };
 
@@ -337,7 +372,12 @@ Drain::~Drain() = default;
 Drain::Drain(Drain&&) noexcept = default;
 Drain& Drain::operator=(Drain&&) noexcept = default;
 void Drain::consume(const RingMessage& message) { impl_->consume(message); }
-void Drain::finish() { impl_->finish(); }
+void Drain::finish() { impl_->expire(0); }
+void Drain::expire() {
+  impl_->expire(static_cast<std::uint64_t>(std::max<std::int64_t>(0, impl_->options.pairing_timeout.count())) *
+                1'000'000u);
+}
+RingHold Drain::hold() const { return impl_->hold(); }
 const DrainSummary& Drain::summary() const noexcept { return impl_->summary; }
 std::vector<std::string> Drain::take_reports() { return std::exchange(impl_->reports, {}); }
 

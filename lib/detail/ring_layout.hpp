@@ -40,12 +40,13 @@ struct RingHeader {
   alignas(64) std::atomic<std::uint32_t> commit_seq;  // futex word: +1 per commit
   std::atomic<std::uint32_t> waiters;                 // consumers sleeping on commit_seq
   std::atomic<std::uint32_t> consumer_pid;            // informational
+  std::uint64_t ring_id;  // random at creation: names this ring's records in sidecars
 };
 static_assert(sizeof(RingHeader) <= ring_header_size);
 // Documented offsets (docs/ring-format.md): the format, not an accident.
 static_assert(offsetof(RingHeader, reserve_lock) == 64 && offsetof(RingHeader, head) == 128 &&
               offsetof(RingHeader, tail) == 192 && offsetof(RingHeader, commit_seq) == 256 &&
-              offsetof(RingHeader, consumer_pid) == 264);
+              offsetof(RingHeader, consumer_pid) == 264 && offsetof(RingHeader, ring_id) == 272);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 /// The 64-byte header before every record body in the data area.
@@ -69,6 +70,24 @@ static_assert(sizeof(RecordHeader) == record_header_size);
 static_assert(offsetof(RecordHeader, payload_index) == 16 && offsetof(RecordHeader, reserve_ns) == 32 &&
               offsetof(RecordHeader, header_crc) == 60);
 
+/// A record header's fields as a plain value (RecordHeader holds an atomic).
+struct RecordMeta {
+  std::uint16_t type = 0;
+  std::uint32_t pid = 0;
+  std::uint64_t payload_index = 0;
+  std::uint32_t length = 0;
+  std::uint64_t reserve_ns = 0;
+  std::uint64_t message_id = 0;
+  std::uint32_t frag_index = 0;
+  std::uint32_t frag_count = 1;
+  std::uint32_t total_length = 0;
+};
+
+inline RecordMeta meta_of(const RecordHeader& h) noexcept {
+  return {h.type,       h.pid,        h.payload_index, h.length,      h.reserve_ns,
+          h.message_id, h.frag_index, h.frag_count,    h.total_length};
+}
+
 /// Slot bytes a record of `length` body bytes occupies.
 constexpr std::uint64_t slot_size(std::uint64_t length) noexcept {
   return (record_header_size + length + record_align - 1) / record_align * record_align;
@@ -78,6 +97,8 @@ PAYLOADRUN_API std::uint32_t crc32c(const void* data, std::size_t n, std::uint32
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;
+/// A random non-zero 64-bit value (getrandom; a clock mix if that fails).
+std::uint64_t random_u64() noexcept;
 /// False only when `pid` certainly does not exist (ESRCH).
 bool pid_alive(std::uint32_t pid) noexcept;
 

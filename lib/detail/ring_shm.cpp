@@ -5,6 +5,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -45,6 +46,17 @@ std::uint64_t round_capacity(std::size_t want) {
 }
 
 }  // namespace
+
+std::uint64_t random_u64() noexcept {
+  std::uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof v) || v == 0) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    v = (static_cast<std::uint64_t>(ts.tv_sec) << 30) ^ static_cast<std::uint64_t>(ts.tv_nsec) ^
+        (static_cast<std::uint64_t>(::getpid()) << 44) ^ monotonic_ns();
+  }
+  return v == 0 ? 1 : v;
+}
 
 namespace {
 
@@ -155,6 +167,16 @@ RingMap::RingMap(const std::string& name, const RingOptions& options) : name_(na
       ::shm_unlink(path.c_str());
       fail(name, fmt::format("cannot size it to {} bytes", map_size_), err);
     }
+    // Reserve every page now: a full /dev/shm is an error here, never a
+    // SIGBUS at the first write into a hole.
+    if (const int err = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(map_size_)); err != 0) {
+      ::shm_unlink(path.c_str());
+      fail(name,
+           fmt::format("cannot reserve {} bytes in /dev/shm (is it full? df -h /dev/shm; or ask "
+                       "for a smaller capacity)",
+                       map_size_),
+           err);
+    }
   } else {
     // Wait for the creator to size it and publish the magic.
     for (;;) {
@@ -208,6 +230,7 @@ RingMap::RingMap(const std::string& name, const RingOptions& options) : name_(na
     header_->version = ring_version;
     header_->header_size = ring_header_size;
     header_->capacity = capacity;
+    header_->ring_id = random_u64();
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);

@@ -1,0 +1,218 @@
+// Spill journals: writing (producer side) and finding and reading them back
+// (consumer side). Format: docs/ring-format.md, "Spill journals".
+#include "detail/ring_spill.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "detail/fd.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+std::atomic<std::uint32_t> spill_sequence{0};
+
+std::string plain_name(const std::string& ring_name) {
+  return !ring_name.empty() && ring_name[0] == '/' ? ring_name.substr(1) : ring_name;
+}
+
+std::uint32_t spill_header_crc(const SpillHeader& h) {
+  return crc32c(&h, offsetof(SpillHeader, header_crc));
+}
+
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (w == 0) {
+      errno = EIO;
+      return false;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// The producer pid in "NAME.spill.<ns>.<pid>.<seq>[.tmp]".
+std::uint32_t pid_of(std::string_view rest) {
+  // rest = "<ns>.<pid>.<seq>[.tmp]"
+  const auto a = rest.find('.');
+  if (a == std::string_view::npos) return 0;
+  const auto b = rest.find('.', a + 1);
+  if (b == std::string_view::npos) return 0;
+  std::uint32_t pid = 0;
+  std::from_chars(rest.data() + a + 1, rest.data() + b, pid);
+  return pid;
+}
+
+}  // namespace
+
+std::string spill_directory(const std::string& dir) { return dir.empty() ? std::string("/dev/shm") : dir; }
+
+std::string write_spill(const std::string& dir, const std::string& ring_name, std::uint64_t ring_id,
+                        const std::vector<SpillRecord>& records) {
+  const std::string d = spill_directory(dir);
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  const std::uint64_t now =
+      static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  const std::string final_path =
+      fmt::format("{}/{}.spill.{:020}.{}.{}", d, plain_name(ring_name), now, ::getpid(),
+                  spill_sequence.fetch_add(1, std::memory_order_relaxed));
+  const std::string tmp_path = final_path + ".tmp";
+  UniqueFd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return fmt::format("cannot create spill file {}: {}", tmp_path, std::strerror(errno));
+  const auto failed = [&](const char* what) {
+    const int err = errno;
+    ::unlink(tmp_path.c_str());
+    return fmt::format("cannot {} spill file {}: {}", what, tmp_path, std::strerror(err));
+  };
+  // Reserve the space first: a full disk fails here, before anything moves.
+  std::uint64_t total = sizeof(SpillHeader);
+  for (const auto& r : records) total += slot_size(r.meta.length);
+  if (const int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(total)); err != 0) {
+    errno = err;
+    return failed("reserve space for");
+  }
+  SpillHeader h{};
+  h.magic = spill_magic;
+  h.version = spill_version;
+  h.spill_id = random_u64();
+  h.ring_id = ring_id;
+  h.pid = static_cast<std::uint32_t>(::getpid());
+  h.created_ns = now;
+  h.header_crc = spill_header_crc(h);
+  std::string buf(reinterpret_cast<const char*>(&h), sizeof h);
+  const auto flush = [&] {
+    const bool ok = write_all(fd.get(), buf.data(), buf.size());
+    buf.clear();
+    return ok;
+  };
+  for (const auto& r : records) {
+    RecordHeader rh;
+    std::memset(static_cast<void*>(&rh), 0, sizeof rh);
+    rh.magic = record_magic;
+    rh.version = ring_version;
+    rh.type = r.meta.type;
+    rh.pid = r.meta.pid;
+    rh.payload_index = r.meta.payload_index;
+    rh.length = r.meta.length;
+    rh.reserve_ns = r.meta.reserve_ns;
+    rh.message_id = r.meta.message_id;
+    rh.frag_index = r.meta.frag_index;
+    rh.frag_count = r.meta.frag_count;
+    rh.total_length = r.meta.total_length;
+    rh.body_crc = crc32c(r.body, rh.length);
+    rh.header_crc = header_crc(rh);
+    rh.state.store(slot_committed, std::memory_order_relaxed);
+    buf.append(reinterpret_cast<const char*>(&rh), sizeof rh);
+    buf.append(r.body, rh.length);
+    buf.append(static_cast<std::size_t>(slot_size(rh.length) - record_header_size - rh.length), '\0');
+    if (buf.size() >= (1u << 20) && !flush()) return failed("write");
+  }
+  if (!flush()) return failed("write");
+  if (::fdatasync(fd.get()) != 0) return failed("sync");
+  if (::close(fd.release()) != 0) return failed("close");
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) return failed("rename");
+  return {};
+}
+
+std::vector<std::string> list_spills(const std::string& dir, const std::string& ring_name) {
+  const std::string d = spill_directory(dir);
+  const std::string prefix = plain_name(ring_name) + ".spill.";
+  std::vector<std::string> names;
+  DIR* dp = ::opendir(d.c_str());
+  if (dp == nullptr) return names;
+  while (const dirent* e = ::readdir(dp)) {
+    std::string_view n = e->d_name;
+    if (!n.starts_with(prefix)) continue;
+    const std::string_view rest = n.substr(prefix.size());
+    if (rest.ends_with(".tmp")) {
+      // Still being written, unless its producer is gone (then its whole
+      // records are imported; the torn one at its end is reported).
+      if (pid_alive(pid_of(rest))) continue;
+    }
+    names.emplace_back(n);
+  }
+  ::closedir(dp);
+  // Zero-padded creation time first: name order is creation order.
+  std::sort(names.begin(), names.end());
+  std::vector<std::string> paths;
+  paths.reserve(names.size());
+  for (auto& n : names) paths.push_back(d + "/" + n);
+  return paths;
+}
+
+SpillContents read_spill(const std::string& path) {
+  SpillContents out;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    out.problems.push_back(fmt::format("spill file {} cannot be read: {}", path,
+                                       fd ? "not a regular file" : std::strerror(errno)));
+    return out;
+  }
+  std::string data;
+  data.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t r = ::read(fd.get(), data.data() + got, data.size() - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  data.resize(got);
+  SpillHeader h{};
+  if (data.size() < sizeof h) {
+    out.problems.push_back(fmt::format("spill file {} is shorter than its header ({} bytes)", path, data.size()));
+    return out;
+  }
+  std::memcpy(&h, data.data(), sizeof h);
+  if (h.magic != spill_magic || h.version != spill_version || h.header_crc != spill_header_crc(h)) {
+    out.problems.push_back(fmt::format("spill file {} has no valid header (magic {:#x}, version {})",
+                                       path, h.magic, h.version));
+    return out;
+  }
+  out.spill_id = h.spill_id;
+  std::size_t off = sizeof h;
+  while (off + record_header_size <= data.size()) {
+    RecordHeader rh;
+    std::memcpy(static_cast<void*>(&rh), data.data() + off, sizeof rh);
+    if (rh.magic == 0 && rh.header_crc == 0) break;  // reserved, never written (fallocate'd tail)
+    const std::uint64_t slot = slot_size(rh.length);
+    if (rh.magic != record_magic || rh.header_crc != header_crc(rh) || rh.version != ring_version ||
+        off + record_header_size + rh.length > data.size()) {
+      out.problems.push_back(fmt::format("spill file {}: record at offset {} is torn or corrupt; "
+                                         "{} bytes after it are not imported",
+                                         path, off, data.size() - off));
+      break;
+    }
+    std::string body(data.data() + off + record_header_size, rh.length);
+    if (crc32c(body.data(), body.size()) != rh.body_crc) {
+      out.problems.push_back(fmt::format("spill file {}: record at offset {} (pid {}, payload index "
+                                         "{}) failed its body checksum; dropped",
+                                         path, off, rh.pid, rh.payload_index));
+    } else {
+      out.records.push_back({meta_of(rh), std::move(body), off});
+    }
+    off += slot;
+  }
+  return out;
+}
+
+}  // namespace payloadrun::detail
