@@ -170,7 +170,7 @@ struct RingProducer::Impl {
   static std::size_t messages_in(const std::deque<Batch>& q) {
     std::size_t n = 0;
     for (const Batch& b : q) {
-      for (const Fragment& f : b.fragments) n += f.frag_index == 0 ? 1 : 0;
+      for (const Fragment& f : b.fragments) n += f.frag_index == 0 && f.type == RecordType::metrics ? 1 : 0;
     }
     return n;
   }
@@ -214,7 +214,7 @@ struct RingProducer::Impl {
     last_spill_error = err;
     if (final) {
       const std::size_t messages = messages_in(queue);
-      detail::logger()->error("ring '{}': {} messages ({} records, {} bytes) could not be delivered: "
+      detail::logger()->error("ring '{}': {} results ({} records, {} bytes) could not be delivered: "
                               "the ring is full and {}",
                               map.name(), messages, queued_records, queued_bytes, err);
       undelivered += messages;

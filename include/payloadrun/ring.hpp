@@ -121,7 +121,8 @@ class PAYLOADRUN_API RingProducer {
   std::uint64_t records_written() const noexcept;
   /// Records (fragments) moved to spill journals so far.
   std::uint64_t records_spilled() const noexcept;
-  /// Messages that reached neither the ring nor a spill journal.
+  /// Results (metrics messages, one per invocation) that reached neither
+  /// the ring nor a spill journal.
   std::uint64_t undelivered() const noexcept;
   /// Capacity of the data area in bytes.
   std::size_t capacity() const noexcept;
@@ -151,10 +152,10 @@ class PAYLOADRUN_API RingEmitter : public Emitter {
   /// close(). Run the loop afterwards if the retry timer was active.
   ~RingEmitter() override;
   /// Write what fits, spill the rest, stop the retry timer. Returns the
-  /// number of messages that reached neither the ring nor a spill journal
-  /// (disk full); non-zero means results were lost.
+  /// number of results (invocations) that reached neither the ring nor a
+  /// spill journal (disk full); non-zero means results were lost.
   std::uint64_t close();
-  /// Messages lost so far (see close()).
+  /// Results lost so far (see close()).
   std::uint64_t undelivered() const noexcept;
 
   void emit_metrics(const Completion& completion) override;

@@ -1,0 +1,462 @@
+// Nothing lost, end to end (issue 14): real faults against the ring, the
+// drain program and spill journals. A drain SIGKILLed at random instants,
+// a drain writing to /dev/full and to a tmpfs that fills up, producers with
+// no consumer, a spill that cannot be written, a ring that does not fit in
+// /dev/shm.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <simdjson.h>
+
+#include "payloadrun/error.hpp"
+#include "payloadrun/ring.hpp"
+#include "test_ring_util.hpp"
+
+using namespace payloadrun;
+using namespace ring_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string drain_path() {
+  if (const char* env = std::getenv("PAYLOADRUN_DRAIN")) return env;
+  return "examples/payloadrun-drain";
+}
+
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& tag) {
+    path = "/tmp/payloadrun-dur-" + std::to_string(::getpid()) + "-" + tag;
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    ::umount2(path.c_str(), MNT_DETACH);
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+pid_t start_drain(const std::vector<std::string>& args, const std::string& err_path) {
+  const std::string exe = drain_path();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) ::dup2(fd, 2);
+    std::vector<char*> argv{const_cast<char*>(exe.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+/// Body of a metrics record for invocation `index` (deferred: a raw output
+/// precedes it).
+std::string metrics_body(std::uint64_t index, bool deferred) {
+  Completion c;
+  c.payload_name = deferred ? "deferred" : "plain";
+  c.metrics.payload_index = index;
+  c.result = AssertResult::pass();
+  c.pid = 4242;
+  return encode_metrics(c, deferred);
+}
+
+std::string raw_body(std::uint64_t index, std::size_t pad) {
+  RawPayloadOutput r;
+  r.payload_index = index;
+  r.payload_name = "deferred";
+  r.stdout_text = std::string(pad, ' ') + "{\"tput\": " + std::to_string(index) + "}";
+  r.metric_hints = {{"tput", Polarity::higher_better, "MB/s"}};
+  return encode_raw(r);
+}
+
+/// Write `n` invocations (every 4th a Deferred pair, every 50th with a raw
+/// output large enough to be fragmented), waiting for room as needed.
+int produce(const std::string& ring, std::uint64_t n, const RingOptions& options, bool big = true,
+            std::chrono::microseconds pace = {}) {
+  RingProducer p(ring, options);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (pace.count() != 0) std::this_thread::sleep_for(pace);
+    if (i % 4 == 1) {
+      const std::string raw = raw_body(i, big && i % 50 == 1 ? p.max_fragment() + 100 : 10);
+      const std::string met = metrics_body(i, true);
+      const RingRecord pair[2] = {{RecordType::raw_output, i, raw}, {RecordType::metrics, i, met}};
+      p.write(std::span<const RingRecord>(pair, 2));
+    } else {
+      p.write(RecordType::metrics, i, metrics_body(i, false));
+    }
+    if (!p.flush_for(120s)) return 4;
+  }
+  return 0;
+}
+
+/// Sidecar lines by payload_index; every line must be whole JSON.
+std::map<std::uint64_t, int> sidecar_indexes(const std::string& path, std::size_t* bad_lines) {
+  std::map<std::uint64_t, int> seen;
+  std::ifstream f(path);
+  simdjson::dom::parser parser;
+  *bad_lines = 0;
+  for (std::string line; std::getline(f, line);) {
+    simdjson::dom::element doc;
+    if (parser.parse(line).get(doc) != simdjson::SUCCESS) {
+      ++*bad_lines;
+      continue;
+    }
+    std::uint64_t index = 0;
+    if (doc["payload_index"].get(index) != simdjson::SUCCESS) {
+      ++*bad_lines;
+      continue;
+    }
+    bool passed = false;
+    if (doc["passed"].get(passed) != simdjson::SUCCESS) passed = false;
+    EXPECT_TRUE(passed) << line;
+    ++seen[index];
+  }
+  return seen;
+}
+
+void expect_exactly_once(const std::string& sidecar, std::uint64_t n) {
+  std::size_t bad = 0;
+  const auto seen = sidecar_indexes(sidecar, &bad);
+  EXPECT_EQ(bad, 0u) << "torn or unparsable lines in " << sidecar;
+  EXPECT_EQ(seen.size(), n) << "invocations missing";
+  std::size_t dup = 0;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto it = seen.find(i);
+    if (it == seen.end()) {
+      ADD_FAILURE() << "invocation " << i << " is missing";
+      if (++dup > 5) break;
+    } else if (it->second != 1) {
+      ADD_FAILURE() << "invocation " << i << " appears " << it->second << " times";
+      if (++dup > 5) break;
+    }
+  }
+}
+
+/// Stop a drain with SIGTERM once the ring is read; its exit status.
+int stop_drain(pid_t drain) {
+  ::kill(drain, SIGTERM);
+  const int status = wait_child(drain, 60s);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool spill_files_left(const std::string& dir, const std::string& ring) {
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().starts_with(ring + ".spill.")) return true;
+  }
+  return false;
+}
+
+TEST(Durability, DrainKilledAtRandomInstantsWritesEveryRecordExactlyOnce) {
+  RingName ring("kill9");
+  TempDir dir("kill9");
+  const std::string out = dir.path + "/sidecar.jsonl";
+  const std::string err = dir.path + "/drain.stderr";
+  constexpr std::uint64_t n = 2000;
+  RingOptions o;
+  o.capacity = 64 * 1024;  // small: the producer waits on the drain, and the ring wraps
+  // Paced (~0.5 s in all) so that the kills land all along the stream.
+  const pid_t producer = fork_child([&] { return produce(ring, n, o, true, 250us); });
+
+  std::mt19937 rng(20261202);
+  std::uniform_int_distribution<int> delay_us(1'000, 25'000);
+  int kills = 0;
+  const auto bound = std::chrono::steady_clock::now() + 120s;
+  int producer_status = -1;
+  while (std::chrono::steady_clock::now() < bound) {
+    const pid_t drain = start_drain({"--ring", ring, "--out", out, "--capacity", "65536"}, err);
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
+    ::kill(drain, SIGKILL);
+    ::waitpid(drain, nullptr, 0);
+    ++kills;
+    int st = 0;
+    if (::waitpid(producer, &st, WNOHANG) == producer) {
+      producer_status = st;
+      break;
+    }
+  }
+  ASSERT_NE(producer_status, -1) << "the producer did not finish within the bound";
+  EXPECT_TRUE(exited_ok(producer_status));
+  EXPECT_GE(kills, 10) << "too few kills to test anything";
+  // A last drain takes what is left (on SIGTERM it reads every committed
+  // record before it exits) and stops cleanly.
+  const pid_t last = start_drain({"--ring", ring, "--out", out, "--capacity", "65536"}, err);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stop_drain(last), 0) << slurp(err);
+  expect_exactly_once(out, n);
+  const std::string said = slurp(err);
+  std::size_t torn = 0;
+  for (auto at = said.find("torn last line"); at != std::string::npos; at = said.find("torn last line", at + 1)) ++torn;
+  std::cout << "drain SIGKILLed " << kills << " times during " << n << " invocations; " << torn
+            << " torn last lines cut off\n";
+}
+
+TEST(Durability, DrainToDevFullConsumesNothingAndTheNextDrainGetsAll) {
+  RingName ring("devfull");
+  TempDir dir("devfull");
+  const std::string err = dir.path + "/drain.stderr";
+  constexpr std::uint64_t n = 50;
+  ASSERT_TRUE(exited_ok(wait_child(fork_child([&] { return produce(ring, n, {}); }), 30s)));
+  const pid_t full = start_drain({"--ring", ring, "--out", "/dev/full"}, err);
+  const int status = wait_child(full, 30s);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << slurp(err);
+  const std::string said = slurp(err);
+  EXPECT_NE(said.find("/dev/full"), std::string::npos) << said;
+  EXPECT_NE(said.find("ENOSPC"), std::string::npos) << said;
+  // Nothing was consumed: a drain to a real file gets every record.
+  const std::string out = dir.path + "/sidecar.jsonl";
+  const pid_t good = start_drain({"--ring", ring, "--out", out}, err);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(stop_drain(good), 0) << slurp(err);
+  expect_exactly_once(out, n);
+}
+
+TEST(Durability, DrainOnAFullFilesystemStopsAndResumesExactlyOnce) {
+  RingName ring("tmpfs");
+  TempDir dir("tmpfs");
+  const std::string mnt = dir.path + "/mnt";
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): " << std::strerror(errno);
+  }
+  const std::string out = mnt + "/sidecar.jsonl";
+  const std::string err = dir.path + "/drain.stderr";
+  constexpr std::uint64_t n = 600;  // ~150 KiB of lines: more than the 64 KiB filesystem holds
+  RingOptions o;
+  o.capacity = 1 << 20;
+  ASSERT_TRUE(exited_ok(wait_child(fork_child([&] { return produce(ring, n, o, false); }), 60s)));
+  const pid_t first = start_drain({"--ring", ring, "--out", out}, err);
+  const int status = wait_child(first, 30s);
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(err);
+  EXPECT_EQ(WEXITSTATUS(status), 3) << slurp(err);
+  EXPECT_NE(slurp(err).find("ENOSPC"), std::string::npos) << slurp(err);
+  const auto written = std::filesystem::file_size(out);
+  EXPECT_GT(written, 32u * 1024) << "the first drain wrote what fitted";
+  // Make room; the next drain appends to the same sidecar.
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=8m"), 0) << std::strerror(errno);
+  const pid_t second = start_drain({"--ring", ring, "--out", out, "--fsync"}, err);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stop_drain(second), 0) << slurp(err);
+  expect_exactly_once(out, n);
+}
+
+// A RingEmitter on a loop, no consumer: after stall_timeout its records go to
+// a spill journal; what is still queued when it closes is spilled too.
+int emit_without_consumer(const std::string& ring, std::uint64_t n, const std::string& spill_dir,
+                          std::uint64_t* undelivered) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  RingOptions o;
+  o.capacity = 4096;
+  o.stall_timeout = 300ms;
+  o.spill_dir = spill_dir;
+  {
+    RingEmitter e(&loop, ring, o);
+    for (std::uint64_t i = 0; i < n / 2; ++i) {
+      Completion c;
+      c.payload_name = "plain";
+      c.metrics.payload_index = i;
+      c.result = AssertResult::pass();
+      e.emit_metrics(c);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);  // the retry timer runs until the stall spills (or fails to)
+    for (std::uint64_t i = n / 2; i < n; ++i) {
+      RawPayloadOutput r;
+      r.payload_index = i;
+      r.payload_name = "deferred";
+      r.stdout_text = "{\"tput\": 1}";
+      r.metric_hints = {{"tput", Polarity::higher_better, "MB/s"}};
+      e.emit_raw(r);
+      Completion c;
+      c.payload_name = "deferred";
+      c.metrics.payload_index = i;
+      c.result = AssertResult::pass();
+      e.emit_metrics(c);
+    }
+    *undelivered = e.close();
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  return uv_loop_close(&loop) == 0 ? 0 : 6;
+}
+
+TEST(Durability, ProducerWithoutConsumerSpillsAndTheDrainImportsExactlyOnce) {
+  RingName ring("spill");
+  TempDir dir("spill");
+  const std::string spill = dir.path + "/spill";
+  std::filesystem::create_directories(spill);
+  constexpr std::uint64_t n = 200;
+  const pid_t producer = fork_child([&] {
+    std::uint64_t undelivered = 99;
+    const int rc = emit_without_consumer(ring, n, spill, &undelivered);
+    return rc != 0 ? rc : undelivered == 0 ? 0 : 7;
+  });
+  ASSERT_TRUE(exited_ok(wait_child(producer, 60s)));
+  ASSERT_TRUE(spill_files_left(spill, ring)) << "nothing was spilled";
+  const std::string out = dir.path + "/sidecar.jsonl";
+  const std::string err = dir.path + "/drain.stderr";
+  // A drain SIGKILLed right after it started importing: the next one still
+  // writes every invocation once.
+  const pid_t first = start_drain({"--ring", ring, "--out", out, "--spill-dir", spill}, err);
+  std::this_thread::sleep_for(30ms);
+  ::kill(first, SIGKILL);
+  ::waitpid(first, nullptr, 0);
+  const pid_t drain = start_drain({"--ring", ring, "--out", out, "--spill-dir", spill}, err);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(stop_drain(drain), 0) << slurp(err);
+  expect_exactly_once(out, n);
+  EXPECT_FALSE(spill_files_left(spill, ring)) << "imported spill journals are removed";
+  EXPECT_NE(slurp(err).find("from spill journals"), std::string::npos);
+}
+
+TEST(Durability, ASpillThatCannotBeWrittenIsCountedUndelivered) {
+  RingName ring("nospill");
+  TempDir dir("nospill");
+  const std::string mnt = dir.path + "/mnt";
+  std::filesystem::create_directories(mnt);
+  std::string spill = mnt;
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4k") == 0) {
+    // Fill it: the spill then fails with ENOSPC.
+    std::ofstream fill(mnt + "/fill");
+    fill << std::string(64 * 1024, 'x');
+  } else {
+    spill = dir.path + "/does-not-exist";  // fallback fault: the directory is missing
+  }
+  constexpr std::uint64_t n = 200;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t producer = fork_child([&] {
+    std::uint64_t undelivered = 0;
+    const int rc = emit_without_consumer(ring, n, spill, &undelivered);
+    (void)!::write(fds[1], &undelivered, sizeof undelivered);
+    return rc;
+  });
+  ::close(fds[1]);
+  EXPECT_TRUE(exited_ok(wait_child(producer, 60s)));
+  std::uint64_t undelivered = 0;
+  ASSERT_EQ(::read(fds[0], &undelivered, sizeof undelivered), static_cast<ssize_t>(sizeof undelivered));
+  ::close(fds[0]);
+  // What is in the ring, plus what close() counted, is every invocation.
+  std::uint64_t in_ring = 0;
+  RingConsumer c(ring);
+  while (auto m = c.next(0ms)) in_ring += m->type == RecordType::metrics ? 1 : 0;
+  EXPECT_GT(undelivered, 0u);
+  EXPECT_EQ(in_ring + undelivered, n) << in_ring << " in the ring, " << undelivered << " undelivered";
+}
+
+TEST(Durability, ARingThatDoesNotFitInDevShmIsAClearErrorAtCreation) {
+  // A private mount namespace with a 1 MiB /dev/shm: a 4 MiB ring must fail
+  // at creation (posix_fallocate), never SIGBUS at the first write.
+  const pid_t child = fork_child([] {
+    if (::unshare(CLONE_NEWNS) != 0) return 10;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 11;
+    if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) return 12;
+    RingOptions o;
+    o.capacity = 4u << 20;
+    try {
+      RingProducer p("payloadrun-test-too-big", o);
+      p.write(RecordType::metrics, 0, std::string(100, 'x'));
+      return 13;  // created: wrong
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      std::fprintf(stderr, "%s\n", what.c_str());
+      if (what.find("cannot reserve") == std::string::npos) return 14;
+      struct stat st {};
+      if (::stat("/dev/shm/payloadrun-test-too-big", &st) == 0) return 15;  // left behind
+      return 0;
+    }
+  });
+  const int status = wait_child(child, 30s);
+  if (WIFEXITED(status) && (WEXITSTATUS(status) == 10 || WEXITSTATUS(status) == 12)) {
+    GTEST_SKIP() << "no private mount namespace / tmpfs here (needs root)";
+  }
+  EXPECT_TRUE(exited_ok(status)) << "status " << status;
+}
+
+TEST(Durability, ARestartedDrainCutsATornLineAndSkipsLinesAlreadyWritten) {
+  RingName ring("dedup");
+  TempDir dir("dedup");
+  const std::string out = dir.path + "/sidecar.jsonl";
+  const std::string err = dir.path + "/drain.stderr";
+  constexpr std::uint64_t n = 40;
+  ASSERT_TRUE(exited_ok(wait_child(fork_child([&] { return produce(ring, n, {}); }), 30s)));
+  // A consumer that wrote the lines of the first 30 invocations but died
+  // before committing, the last of them torn by the crash.
+  {
+    RingOptions o;
+    o.auto_commit = false;
+    RingConsumer c(ring, o);
+    std::string text;
+    Drain d([&](std::string_view line) { text.append(line).push_back('\n'); });
+    std::uint64_t invocations = 0;
+    while (invocations < 30) {
+      auto m = c.next(1s);
+      ASSERT_TRUE(m);
+      d.consume(*m);
+      invocations = d.summary().invocations;
+    }
+    text.resize(text.size() - 25);  // the torn end of the last line
+    std::ofstream(out) << text;
+  }
+  const pid_t drain = start_drain({"--ring", ring, "--out", out}, err);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stop_drain(drain), 0) << slurp(err);
+  expect_exactly_once(out, n);
+  const std::string said = slurp(err);
+  EXPECT_NE(said.find("removed a torn last line"), std::string::npos) << said;
+  EXPECT_NE(said.find("29 already in the sidecar"), std::string::npos) << said;
+}
+
+TEST(Durability, AnUncommittedMessageIsDeliveredAgainWithTheSameOrigin) {
+  RingName ring("recommit");
+  RingOptions o;
+  o.auto_commit = false;
+  {
+    RingProducer p(ring, o);
+    p.write(RecordType::metrics, 7, metrics_body(7, false));
+    p.write(RecordType::metrics, 8, metrics_body(8, false));
+  }
+  std::string first_origin;
+  {
+    RingConsumer c(ring, o);
+    auto m = c.next(1s);
+    ASSERT_TRUE(m);
+    first_origin = m->origin;
+    EXPECT_EQ(m->payload_index, 7u);
+    // Not committed: a consumer that goes away now leaves it in the ring.
+  }
+  {
+    RingConsumer c(ring, o);
+    auto m = c.next(1s);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->payload_index, 7u);
+    EXPECT_EQ(m->origin, first_origin);
+    c.commit();
+  }
+  RingConsumer c(ring, o);
+  auto m = c.next(1s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload_index, 8u) << "a committed message is never delivered again";
+  c.commit();
+  EXPECT_TRUE(c.empty());
+}
+
+}  // namespace
