@@ -47,6 +47,15 @@ void print_table(std::FILE* out, const Scenario& scenario, const RunResult& resu
 /// The details of up to `limit` failed invocations (then a count of the rest).
 void print_failures(std::FILE* out, const RunResult& result, std::size_t limit = 20);
 
+/// One detail as the reports show it: the checks' details (kind from
+/// payloadrun::to_string), then the runner's own "interrupted" detail.
+struct ReportDetail {
+  std::string_view kind;
+  std::string_view message;
+};
+inline constexpr std::string_view interrupted_kind = "interrupted";
+std::vector<ReportDetail> report_details(const InvocationRecord& r);
+
 /// JSON string literal (quotes included) of `s`.
 std::string json_quote(std::string_view s);
 /// `s` escaped for XML text and attributes; characters XML 1.0 forbids
