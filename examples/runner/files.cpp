@@ -157,8 +157,10 @@ std::string find_aliased_output(const std::vector<NamedPath>& inputs, const std:
 
 void probe_output(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw OutputError(fmt::format("{}: is a directory; give a file name for the report", path));
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    // rename() would replace a device or FIFO node with the report.
+    throw OutputError(fmt::format("{}: {}; a report is written to a regular file, in place of the old one", path,
+                                  file_kind(st.st_mode)));
   }
   std::string temp;
   const int fd = create_temp(path, temp);

@@ -56,7 +56,8 @@ struct NamedPath {
 std::string find_aliased_output(const std::vector<NamedPath>& inputs, const std::vector<NamedPath>& outputs);
 
 /// Throws OutputError unless a file can be created in `path`'s directory
-/// (creates and removes a temporary file there; `path` is not touched).
+/// (creates and removes a temporary file there; `path` is not touched) and
+/// `path`, if it exists, is a regular file (not a directory, device, FIFO).
 void probe_output(const std::string& path);
 
 /// One report being written: a temporary file beside `path`, renamed onto
