@@ -18,7 +18,6 @@
 #include <cstring>
 #include <new>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <sys/stat.h>
@@ -187,13 +186,6 @@ std::size_t fitted_concurrency(std::size_t requested, const runner::StartupState
   return fits;
 }
 
-template <class Write>
-std::string render(Write write) {
-  std::ostringstream text;
-  write(text);
-  return std::move(text).str();
-}
-
 int run_command(int argc, char** argv, const runner::StartupState& startup) {
   Args args;
   runner::Scenario scenario;
@@ -258,12 +250,10 @@ int run_command(int argc, char** argv, const runner::StartupState& startup) {
   int status = result.all_passed() ? 0 : 1;
   std::vector<std::pair<std::string, std::string>> reports;
   if (args.json_path) {
-    reports.emplace_back(*args.json_path,
-                         render([&](std::ostream& o) { runner::write_json_report(o, scenario, result); }));
+    reports.emplace_back(*args.json_path, runner::json_report_text(scenario, result));
   }
   if (args.junit_path) {
-    reports.emplace_back(*args.junit_path,
-                         render([&](std::ostream& o) { runner::write_junit_report(o, scenario, result); }));
+    reports.emplace_back(*args.junit_path, runner::junit_report_text(scenario, result));
   }
   bool written = true;
   try {

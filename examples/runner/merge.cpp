@@ -12,7 +12,6 @@
 #include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -121,13 +120,6 @@ void check_slice(const LoadedReport& r, const Scenario& scenario) {
 
 std::string numbers(const std::vector<std::size_t>& v) {
   return fmt::format("{}", fmt::join(v, ", "));
-}
-
-template <class Write>
-std::string render(Write write) {
-  std::ostringstream text;
-  write(text);
-  return std::move(text).str();
 }
 
 }  // namespace
@@ -353,9 +345,8 @@ int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std
   int status = result.passed() ? 0 : 1;
   // Every output is written in full before any is renamed into place.
   std::vector<std::pair<std::string, std::string>> outputs;
-  outputs.emplace_back(*out_json,
-                       render([&](std::ostream& o) { write_json_report(o, merged.scenario, result, &info); }));
-  if (junit) outputs.emplace_back(*junit, render([&](std::ostream& o) { write_junit_report(o, merged.scenario, result); }));
+  outputs.emplace_back(*out_json, json_report_text(merged.scenario, result, &info));
+  if (junit) outputs.emplace_back(*junit, junit_report_text(merged.scenario, result));
   if (sidecar_out) {
     std::string lines;
     for (const auto& line : sidecars.lines) (lines += line) += '\n';

@@ -1,13 +1,13 @@
 // The progress display.
 #include "progress.hpp"
 
-#include "say.hpp"
-
 #include <string>
 #include <string_view>
 
 #include <fmt/format.h>
 #include <payloadrun/check.hpp>
+
+#include "say.hpp"
 
 namespace runner {
 namespace {

@@ -1,16 +1,17 @@
 // Reports: the JSON document, JUnit XML and the terminal table.
 #include "report.hpp"
 
-#include "say.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 #include <payloadrun/evaluate.hpp>
+
+#include "say.hpp"
 
 namespace runner {
 namespace {
@@ -220,6 +221,18 @@ void write_junit_report(std::ostream& out, const Scenario& scenario, const RunRe
     out << "  </testsuite>\n";
   }
   out << "</testsuites>\n";
+}
+
+std::string json_report_text(const Scenario& scenario, const RunResult& result, const MergeInfo* merge) {
+  std::ostringstream text;
+  write_json_report(text, scenario, result, merge);
+  return std::move(text).str();
+}
+
+std::string junit_report_text(const Scenario& scenario, const RunResult& result) {
+  std::ostringstream text;
+  write_junit_report(text, scenario, result);
+  return std::move(text).str();
 }
 
 void print_table(std::FILE* out, const Scenario& scenario, const RunResult& result) {

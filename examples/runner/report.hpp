@@ -40,6 +40,10 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
 /// JUnit XML: one testsuite per scenario payload, one testcase per invocation.
 void write_junit_report(std::ostream& out, const Scenario& scenario, const RunResult& result);
 
+/// The two reports as text, for writing atomically (files.hpp write_reports).
+std::string json_report_text(const Scenario& scenario, const RunResult& result, const MergeInfo* merge = nullptr);
+std::string junit_report_text(const Scenario& scenario, const RunResult& result);
+
 /// One row per payload: invocations, passed, failed, timed out, p50/max
 /// duration, the median of each hinted metric.
 void print_table(std::FILE* out, const Scenario& scenario, const RunResult& result);
