@@ -279,8 +279,10 @@ int run_command(int argc, char** argv, const runner::StartupState& startup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // First, before any file is opened: fds 0-2, SIGPIPE, SIGINT/SIGTERM, RLIMIT_NOFILE.
-  const runner::StartupState startup = runner::prepare_process();
+  // First, before any file is opened: fds 0-2, SIGPIPE, RLIMIT_NOFILE, and
+  // for `run` SIGINT/SIGTERM (merge stays interruptible by Ctrl-C).
+  const bool merge = argc >= 2 && std::string_view(argv[1]) == "merge";
+  const runner::StartupState startup = runner::prepare_process(!merge);
   try {
     for (int i = 1; i < argc; ++i) {
       if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
@@ -288,7 +290,7 @@ int main(int argc, char** argv) {
         return 0;
       }
     }
-    if (argc >= 2 && std::string_view(argv[1]) == "merge") {
+    if (merge) {
       return runner::merge_command(std::vector<std::string_view>(argv + 2, argv + argc), stdout, stderr);
     }
     return run_command(argc, argv, startup);

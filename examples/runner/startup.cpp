@@ -11,7 +11,7 @@
 
 namespace runner {
 
-StartupState prepare_process() {
+StartupState prepare_process(bool block_interrupts) {
   StartupState state;
   for (int fd = 0; fd <= 2; ++fd) {
     if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
@@ -23,11 +23,13 @@ StartupState prepare_process() {
     ++state.stdio_reopened;
   }
   std::signal(SIGPIPE, SIG_IGN);
-  sigset_t interrupts;
-  sigemptyset(&interrupts);
-  sigaddset(&interrupts, SIGINT);
-  sigaddset(&interrupts, SIGTERM);
-  ::sigprocmask(SIG_BLOCK, &interrupts, nullptr);
+  if (block_interrupts) {
+    sigset_t interrupts;
+    sigemptyset(&interrupts);
+    sigaddset(&interrupts, SIGINT);
+    sigaddset(&interrupts, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &interrupts, nullptr);
+  }
   rlimit lim{};
   if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
     if (lim.rlim_cur < lim.rlim_max) {

@@ -16,10 +16,11 @@ struct StartupState {
 
 /// Reopen any of fds 0-2 that is closed onto /dev/null (so no report file
 /// takes fd 1 or 2); ignore SIGPIPE (a vanished reader of stdout/stderr is
-/// not fatal); block SIGINT and SIGTERM (run.cpp watches them with a
-/// signalfd, so one that arrives while the last payloads are reaped is
-/// still seen); raise the soft RLIMIT_NOFILE to the hard limit.
-StartupState prepare_process();
+/// not fatal); with `block_interrupts` (`run`), block SIGINT and SIGTERM
+/// for good (run.cpp reads them from a signalfd, so one that arrives while
+/// the last payloads are reaped is still seen); raise the soft
+/// RLIMIT_NOFILE to the hard limit.
+StartupState prepare_process(bool block_interrupts);
 
 /// File descriptors one running payload holds in the runner (pidfd, stdout
 /// and stderr pipes), and those kept free for everything else (the loop,
