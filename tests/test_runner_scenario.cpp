@@ -24,7 +24,7 @@ std::string error_of(const std::string& json) {
 // One payload with `field` spliced in: {"name":"p","binary":"b", field}.
 std::string with_payload_field(const std::string& field, int index = 0) {
   std::string payloads;
-  for (int i = 0; i < index; ++i) payloads += R"({"name": "ok", "binary": "true"}, )";
+  for (int i = 0; i < index; ++i) payloads += R"({"name": "ok)" + std::to_string(i) + R"(", "binary": "true"}, )";
   return R"({"payloads": [)" + payloads + R"({"name": "p", "binary": "b", )" + field + "}]}";
 }
 

@@ -54,10 +54,11 @@ std::string resolve_error(const Env& env, std::optional<std::string> flag = {},
   return "(no error)";
 }
 
-// Duplicate names in two entries, a zero count, uneven counts.
+// Entries of different lengths, a zero count, uneven counts (names are
+// unique: a scenario with a name twice is refused).
 constexpr const char* mixed_scenario = R"({"payloads": [
   {"name": "a", "binary": "true", "count": 13}, {"name": "b", "binary": "true", "count": 7},
-  {"name": "a", "binary": "sh", "args": ["-c", "exit 0"], "count": 4}, {"name": "z", "binary": "true", "count": 0}]})";
+  {"name": "a2", "binary": "sh", "args": ["-c", "exit 0"], "count": 4}, {"name": "z", "binary": "true", "count": 0}]})";
 
 TEST(Shard, Fnv1aAndTheRuleAreFixed) {
   // FNV-1a 64 reference values (draft-eastlake-fnv).

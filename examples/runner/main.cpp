@@ -8,14 +8,15 @@
 //                    [--sidecar OUT.jsonl IN.jsonl...] [--quiet]
 //
 // Exit status: 0 every invocation passed, 1 any failed, 2 bad usage or bad
-// scenario (nothing run), 130 interrupted.
+// scenario (nothing run), 74 a report could not be written, 130 interrupted.
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,12 +26,16 @@
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
 
+#include "files.hpp"
+#include "interrupt.hpp"
 #include "merge.hpp"
 #include "progress.hpp"
 #include "report.hpp"
 #include "run.hpp"
+#include "say.hpp"
 #include "scenario.hpp"
 #include "shard.hpp"
+#include "startup.hpp"
 
 namespace {
 
@@ -41,7 +46,8 @@ constexpr const char* usage_text =
     "Without SCENARIO.json the bundled demo scenario runs. --shard I/N runs slice I of N\n"
     "(0-based); without it JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or TEST_SHARD_INDEX\n"
     "select the slice (--shard-count or PAYLOADRUN_SHARD_COUNT give a Kubernetes job's count).\n"
-    "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario.\n";
+    "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario (nothing ran),\n"
+    "74 a report could not be written, 130 interrupted (SIGINT/SIGTERM).\n";
 
 struct Args {
   std::optional<std::string> scenario;
@@ -94,6 +100,7 @@ Args parse_args(int argc, char** argv) {
       a.junit_path = value();
     } else if (arg == "--ring") {
       a.ring = value();
+      if (a.ring.empty()) throw UsageError{"--ring needs a ring name, got an empty one"};
     } else if (arg == "--cgroup-parent") {
       a.cgroup_parent = value();
     } else if (arg == "--shard") {
@@ -150,71 +157,84 @@ runner::Scenario load_demo() {
   throw runner::ScenarioError("the bundled demo scenario was not found; tried:" + tried);
 }
 
-std::optional<std::ofstream> open_report(const std::optional<std::string>& path) {
-  if (!path) return std::nullopt;
-  std::ofstream out(*path, std::ios::binary | std::ios::trunc);
-  if (!out) throw UsageError{fmt::format("cannot open report file {}: {}", *path, std::strerror(errno))};
-  return out;
+// Outputs must not name the scenario or each other (./x and x, a symlink
+// included); each must be creatable. Nothing is written yet.
+void check_outputs(const Args& args, const runner::Scenario& scenario) {
+  std::vector<runner::NamedPath> outputs;
+  if (args.json_path) outputs.push_back({"--json", *args.json_path});
+  if (args.junit_path) outputs.push_back({"--junit", *args.junit_path});
+  const std::string aliased = runner::find_aliased_output({{"the scenario file", scenario.file}}, outputs);
+  if (!aliased.empty()) throw UsageError{aliased};
+  try {
+    for (const auto& o : outputs) runner::probe_output(o.path);
+  } catch (const runner::OutputError& e) {
+    throw UsageError{e.what()};
+  }
 }
 
-}  // namespace
+// The concurrency the fd limit can hold (prepare_process raised it to the
+// hard limit): lowered with one warning rather than thousands of EMFILEs.
+std::size_t fitted_concurrency(std::size_t requested, const runner::StartupState& startup) {
+  const std::size_t fits = std::max<std::size_t>(1, runner::concurrency_that_fits(startup.nofile_soft,
+                                                                                  runner::count_open_fds()));
+  if (startup.nofile_soft == 0 || requested <= fits) return requested;
+  runner::say(stderr,
+              "payloadrun: warning: concurrency lowered from {} to {}: RLIMIT_NOFILE is {} (hard limit {}) and "
+              "each running payload holds {} fds; raise the hard limit (ulimit -Hn, LimitNOFILE=) to run {} at "
+              "once\n",
+              requested, fits, startup.nofile_soft, startup.nofile_hard, runner::fds_per_payload, requested);
+  return fits;
+}
 
-int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-      fmt::print("{}{}", usage_text, runner::merge_usage);
-      return 0;
-    }
-  }
-  if (argc >= 2 && std::string_view(argv[1]) == "merge") {
-    return runner::merge_command(std::vector<std::string_view>(argv + 2, argv + argc), stdout, stderr);
-  }
+int run_command(int argc, char** argv, const runner::StartupState& startup) {
   Args args;
   runner::Scenario scenario;
   runner::Shard shard;
-  std::optional<std::ofstream> json_out, junit_out;
   const runner::EnvLookup env = [](const char* name) { return static_cast<const char*>(std::getenv(name)); };
   try {
     args = parse_args(argc, argv);
     shard = runner::resolve_shard(args.shard, args.shard_count, env);
     scenario = args.scenario ? runner::load_scenario(*args.scenario) : load_demo();
+    check_outputs(args, scenario);
     runner::acknowledge_shard(shard, env);  // Bazel: "this test honours sharding"
-    json_out = open_report(args.json_path);
-    junit_out = open_report(args.junit_path);
   } catch (const UsageError& e) {
-    fmt::print(stderr, "payloadrun: {}\n{}", e.message, usage_text);
+    runner::say(stderr, "payloadrun: {}\n{}", e.message, usage_text);
     return 2;
   } catch (const runner::ShardError& e) {
-    fmt::print(stderr, "payloadrun: {}\n", e.what());
+    runner::say(stderr, "payloadrun: {}\n", e.what());
     return 2;
   } catch (const runner::ScenarioError& e) {
-    fmt::print(stderr, "payloadrun: bad scenario: {}\n", e.what());
+    runner::say(stderr, "payloadrun: bad scenario: {}\n", e.what());
     return 2;
   }
   runner::RunOptions options;
-  options.concurrency = args.concurrency.value_or(scenario.concurrency);
+  options.concurrency = fitted_concurrency(args.concurrency.value_or(scenario.concurrency), startup);
   options.ring = args.ring;
   options.cgroup_parent = args.cgroup_parent;
   options.create_cgroups = args.create_cgroups;
   options.shard = shard;
-  const std::size_t planned = runner::shard_schedule(scenario, shard).size();
+  const std::size_t planned = runner::shard_invocations(scenario, shard);
 
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   runner::Progress progress(stderr, terminal, !args.quiet);
   if (!args.quiet && shard.source == "none") {
-    fmt::print(stderr, "payloadrun: {}: {} invocations of {} payloads, concurrency {}\n", scenario.file,
-               scenario.total_invocations(), scenario.payloads.size(), options.concurrency);
+    runner::say(stderr, "payloadrun: {}: {} invocations of {} payloads, concurrency {}\n", scenario.file,
+                scenario.total_invocations(), scenario.payloads.size(), options.concurrency);
   } else if (!args.quiet) {
-    fmt::print(stderr, "payloadrun: {}: {} of {} invocations of {} payloads, {}, concurrency {}\n",
-               scenario.file, planned, scenario.total_invocations(), scenario.payloads.size(),
-               runner::describe(shard), options.concurrency);
+    runner::say(stderr, "payloadrun: {}: {} of {} invocations of {} payloads, {}, concurrency {}\n", scenario.file,
+                planned, scenario.total_invocations(), scenario.payloads.size(), runner::describe(shard),
+                options.concurrency);
   }
   runner::RunResult result;
   try {
     result = runner::run_scenario(scenario, options, progress.observer());
   } catch (const payloadrun::Error& e) {
-    fmt::print(stderr, "payloadrun: {}\n", e.what());
+    runner::say(stderr, "payloadrun: {}\n", e.what());
     return 2;
+  }
+  if (const int late = runner::pending_interrupt(); late != 0 && !result.interrupted) {
+    result.interrupted = true;  // after the last reap, before the report: still an interrupted run
+    result.interrupt_signal = late;
   }
   std::size_t failed = 0;
   for (const auto& r : result.records) failed += !r.passed;
@@ -228,30 +248,56 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int status = result.all_passed() ? 0 : 1;
-  if (json_out) {
-    runner::write_json_report(*json_out, scenario, result);
-    json_out->close();
-    if (!*json_out) {
-      fmt::print(stderr, "payloadrun: writing {} failed\n", *args.json_path);
-      status = 1;
-    }
+  std::vector<std::pair<std::string, std::string>> reports;
+  if (args.json_path) {
+    reports.emplace_back(*args.json_path, runner::json_report_text(scenario, result));
   }
-  if (junit_out) {
-    runner::write_junit_report(*junit_out, scenario, result);
-    junit_out->close();
-    if (!*junit_out) {
-      fmt::print(stderr, "payloadrun: writing {} failed\n", *args.junit_path);
-      status = 1;
-    }
+  if (args.junit_path) {
+    reports.emplace_back(*args.junit_path, runner::junit_report_text(scenario, result));
+  }
+  bool written = true;
+  try {
+    runner::write_reports(reports);
+  } catch (const runner::OutputError& e) {
+    runner::say(stderr, "payloadrun: {}; no report was written (any previous one is unchanged)\n", e.what());
+    written = false;
   }
   if (result.interrupted) {
-    fmt::print(stderr, "payloadrun: interrupted; {} of {} invocations completed\n", result.records.size(),
-               planned);
-    return 130;
+    runner::say(stderr,
+                "payloadrun: interrupted by {}: {} of {} invocations completed, {} interrupted, {} never started\n",
+                runner::interrupt_name(result.interrupt_signal), result.completed(), planned,
+                result.interrupted_invocations(), result.never_started());
+    return written ? 130 : runner::exit_report_write_failed;
   }
   if (!args.quiet) {
-    fmt::print(stderr, "payloadrun: {} of {} invocations passed in {:.2f}s\n", result.records.size() - failed,
-               result.records.size(), std::chrono::duration<double>(result.elapsed).count());
+    runner::say(stderr, "payloadrun: {} of {} invocations passed in {:.2f}s\n", result.records.size() - failed,
+                result.records.size(), std::chrono::duration<double>(result.elapsed).count());
   }
-  return status;
+  return written ? status : runner::exit_report_write_failed;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // First, before any file is opened: fds 0-2, SIGPIPE, RLIMIT_NOFILE, and
+  // for `run` SIGINT/SIGTERM (merge stays interruptible by Ctrl-C).
+  const bool merge = argc >= 2 && std::string_view(argv[1]) == "merge";
+  const runner::StartupState startup = runner::prepare_process(!merge);
+  try {
+    for (int i = 1; i < argc; ++i) {
+      if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+        runner::say(stdout, "{}{}", usage_text, runner::merge_usage);
+        return 0;
+      }
+    }
+    if (merge) {
+      return runner::merge_command(std::vector<std::string_view>(argv + 2, argv + argc), stdout, stderr);
+    }
+    return run_command(argc, argv, startup);
+  } catch (const std::bad_alloc&) {
+    runner::say(stderr, "payloadrun: out of memory (std::bad_alloc); nothing more could be done\n");
+  } catch (const std::exception& e) {
+    runner::say(stderr, "payloadrun: internal error: {}\n", e.what());
+  }
+  return 2;
 }

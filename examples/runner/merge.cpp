@@ -9,10 +9,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+
+#include "files.hpp"
+#include "say.hpp"
 
 namespace runner {
 
@@ -22,7 +26,8 @@ const char* const merge_usage =
     "Joins the reports that `payloadrun run --shard I/N --json IN.json` wrote for each slice;\n"
     "--sidecar's inputs are the arguments after OUT.jsonl up to the next option.\n"
     "Exit status: 0 the whole scenario passed, 1 an invocation failed or a shard is missing,\n"
-    "2 bad usage or inputs that cannot be merged, 130 a slice was interrupted.\n";
+    "2 bad usage or inputs that cannot be merged, 74 an output could not be written,\n"
+    "130 a slice was interrupted.\n";
 
 namespace {
 
@@ -117,17 +122,6 @@ std::string numbers(const std::vector<std::size_t>& v) {
   return fmt::format("{}", fmt::join(v, ", "));
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  return a == b || std::filesystem::equivalent(a, b, ec);
-}
-
-std::ofstream open_output(const std::string& path) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw UsageError{fmt::format("cannot open {} for writing: {}", path, std::strerror(errno))};
-  return out;
-}
-
 }  // namespace
 
 MergedRun merge_reports(std::vector<LoadedReport> reports) {
@@ -179,6 +173,11 @@ SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const Merged
   SidecarMerge result;
   simdjson::dom::parser parser;
   for (const auto& path : inputs) {
+    try {
+      check_input_file(path, "sidecar", std::numeric_limits<std::size_t>::max());  // never a FIFO or a directory
+    } catch (const InputError& e) {
+      throw MergeError(e.what());
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) throw MergeError(fmt::format("{}: cannot open the sidecar: {}", path, std::strerror(errno)));
     std::string text;
@@ -279,22 +278,29 @@ int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std
     if (sidecar_out && sidecar_inputs.empty()) {
       throw UsageError{fmt::format("--sidecar {} needs the slices' sidecars after it", *sidecar_out)};
     }
-    for (const auto& in : inputs) {
-      if (same_file(*out_json, in)) {
-        throw UsageError{fmt::format("{} is both the output and an input; the first argument is OUT.json", in)};
+    // Outputs never name an input or each other (./x and x, a symlink included).
+    std::vector<NamedPath> in_paths, out_paths{{"OUT.json", *out_json}};
+    for (const auto& in : inputs) in_paths.push_back({"input report", in});
+    for (const auto& in : sidecar_inputs) in_paths.push_back({"input sidecar", in});
+    if (junit) out_paths.push_back({"--junit", *junit});
+    if (sidecar_out) out_paths.push_back({"--sidecar", *sidecar_out});
+    if (const std::string aliased = find_aliased_output(in_paths, out_paths); !aliased.empty()) {
+      throw UsageError{aliased};
+    }
+    for (const auto& o : out_paths) {
+      try {
+        probe_output(o.path);
+      } catch (const OutputError& e) {
+        throw UsageError{e.what()};
       }
     }
-    for (const auto& in : sidecar_inputs) {
-      if (same_file(*sidecar_out, in)) throw UsageError{fmt::format("{} is both the sidecar output and an input", in)};
-    }
   } catch (const UsageError& e) {
-    fmt::print(err, "payloadrun merge: {}\n{}", e.message, merge_usage);
+    say(err, "payloadrun merge: {}\n{}", e.message, merge_usage);
     return 2;
   }
 
   MergedRun merged;
   SidecarMerge sidecars;
-  std::ofstream json_out, junit_out, sidecar_stream;
   try {
     // A slice's own report as OUT.json is a misplaced argument, not an output.
     std::error_code ec;
@@ -314,24 +320,21 @@ int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std
     for (const auto& in : inputs) reports.push_back(load_report(in));
     merged = merge_reports(std::move(reports));
     if (sidecar_out) sidecars = merge_sidecars(sidecar_inputs, &merged);
-    json_out = open_output(*out_json);
-    if (junit) junit_out = open_output(*junit);
-    if (sidecar_out) sidecar_stream = open_output(*sidecar_out);
   } catch (const UsageError& e) {
-    fmt::print(err, "payloadrun merge: {}\n{}", e.message, merge_usage);
+    say(err, "payloadrun merge: {}\n{}", e.message, merge_usage);
     return 2;
   } catch (const std::runtime_error& e) {  // ReportError, MergeError
-    fmt::print(err, "payloadrun merge: {}\n", e.what());
+    say(err, "payloadrun merge: {}\n", e.what());
     return 2;
   }
 
   const RunResult& result = merged.result;
   const MergeInfo& info = merged.info;
   if (!quiet) {
-    fmt::print(err, "payloadrun: merging {} of {} shard(s) of {} ({})\n", info.slices.size(), info.shard_count,
+    say(err, "payloadrun: merging {} of {} shard(s) of {} ({})\n", info.slices.size(), info.shard_count,
                merged.scenario.file, short_digest(merged.scenario.digest));
   }
-  for (const auto& note : sidecars.notes) fmt::print(err, "payloadrun: {}\n", note);
+  for (const auto& note : sidecars.notes) say(err, "payloadrun: {}\n", note);
   if (!quiet) {
     std::fputs("\n", out);
     print_table(out, merged.scenario, result);
@@ -340,45 +343,44 @@ int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std
   std::fflush(out);
 
   int status = result.passed() ? 0 : 1;
-  const auto finish = [&](std::ofstream& stream, const std::string& path) {
-    stream.close();
-    if (!stream) {
-      fmt::print(err, "payloadrun: writing {} failed\n", path);
-      status = std::max(status, 1);
-    }
-  };
-  write_json_report(json_out, merged.scenario, result, &info);
-  finish(json_out, *out_json);
-  if (junit) {
-    write_junit_report(junit_out, merged.scenario, result);
-    finish(junit_out, *junit);
-  }
+  // Every output is written in full before any is renamed into place.
+  std::vector<std::pair<std::string, std::string>> outputs;
+  outputs.emplace_back(*out_json, json_report_text(merged.scenario, result, &info));
+  if (junit) outputs.emplace_back(*junit, junit_report_text(merged.scenario, result));
   if (sidecar_out) {
-    for (const auto& line : sidecars.lines) sidecar_stream << line << '\n';
-    finish(sidecar_stream, *sidecar_out);
+    std::string lines;
+    for (const auto& line : sidecars.lines) (lines += line) += '\n';
+    outputs.emplace_back(*sidecar_out, std::move(lines));
+  }
+  try {
+    write_reports(outputs);
+  } catch (const OutputError& e) {
+    say(err, "payloadrun merge: {}; no output was written (any previous one is unchanged)\n", e.what());
+    status = exit_report_write_failed;
   }
 
   if (!info.missing_shards.empty()) {
-    fmt::print(err, "payloadrun: missing shard(s) {} of {}: their invocations did not run\n",
+    say(err, "payloadrun: missing shard(s) {} of {}: their invocations did not run\n",
                numbers(info.missing_shards), info.shard_count);
   }
   for (const auto& s : info.slices) {
     if (s.interrupted) {
-      fmt::print(err, "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed\n",
+      say(err, "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed\n",
                  s.shard.index, info.shard_count, s.file, s.completed, s.planned);
     }
   }
   std::size_t failed = 0;
   for (const auto& r : result.records) failed += !r.passed;
   if (!quiet || info.missing_invocations) {
-    fmt::print(err, "payloadrun: {} of {} invocations passed ({} of {} shard(s), slowest {:.2f}s){}\n",
+    say(err, "payloadrun: {} of {} invocations passed ({} of {} shard(s), slowest {:.2f}s){}\n",
                result.records.size() - failed, result.planned, info.slices.size(), info.shard_count,
                std::chrono::duration<double>(result.elapsed).count(),
                info.missing_invocations ? fmt::format("; {} did not run", info.missing_invocations) : "");
   }
   if (!sidecars.lines.empty() && !quiet) {
-    fmt::print(err, "payloadrun: {} sidecar line(s) merged into {}\n", sidecars.lines.size(), *sidecar_out);
+    say(err, "payloadrun: {} sidecar line(s) merged into {}\n", sidecars.lines.size(), *sidecar_out);
   }
+  if (status == exit_report_write_failed) return status;
   return result.interrupted ? 130 : status;
 }
 

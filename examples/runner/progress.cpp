@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <payloadrun/check.hpp>
 
+#include "say.hpp"
+
 namespace runner {
 namespace {
 
@@ -48,10 +50,10 @@ std::string Progress::status(const RunCounters& c) {
 
 void Progress::draw(const RunCounters& c) {
   if (terminal_) {
-    fmt::print(out_, "\r{}\x1b[K", status(c));
+    say(out_, "\r{}\x1b[K", status(c));
     line_drawn_ = true;
   } else {
-    fmt::print(out_, "{}\n", status(c));
+    say(out_, "{}\n", status(c));
   }
   last_draw_ = std::chrono::steady_clock::now();
   std::fflush(out_);
@@ -59,12 +61,12 @@ void Progress::draw(const RunCounters& c) {
 
 void Progress::on_done(const InvocationRecord& r, const RunCounters& c) {
   if (!enabled_) return;
-  if (!r.passed) {
+  if (!r.passed && r.interrupted.empty()) {  // the interrupted: counted at the end
     std::string first = r.details.empty() ? (r.timed_out ? "timed out" : "failed") : r.details.front().message;
     first = one_line(first, 240);
     const char* kind = r.details.empty() ? "other" : payloadrun::to_string(r.details.front().kind);
-    if (terminal_ && line_drawn_) fmt::print(out_, "\r\x1b[K");
-    fmt::print(out_, "FAILED {}#{}: [{}] {}\n", r.payload, r.invocation, kind, first);
+    if (terminal_ && line_drawn_) say(out_, "\r\x1b[K");
+    say(out_, "FAILED {}#{}: [{}] {}\n", r.payload, r.invocation, kind, first);
     line_drawn_ = false;
     if (terminal_) draw(c);
     return;
@@ -82,9 +84,9 @@ void Progress::on_tick(const RunCounters& c) {
 void Progress::finish(const RunCounters& c) {
   if (!enabled_) return;
   if (terminal_) {
-    fmt::print(out_, "\r{}\x1b[K\n", status(c));
+    say(out_, "\r{}\x1b[K\n", status(c));
   } else {
-    fmt::print(out_, "{}\n", status(c));
+    say(out_, "{}\n", status(c));
   }
   std::fflush(out_);
 }

@@ -5,10 +5,13 @@
 #include <cmath>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 #include <payloadrun/evaluate.hpp>
+
+#include "say.hpp"
 
 namespace runner {
 namespace {
@@ -34,16 +37,22 @@ double median(std::vector<double> v) {
 
 std::string failure_summary(const InvocationRecord& r) {
   std::string s;
-  for (const auto& d : r.details) {
+  for (const auto& d : report_details(r)) {
     if (!s.empty()) s += "; ";
-    const auto nl = d.message.find('\n');
-    s += fmt::format("[{}] {}", payloadrun::to_string(d.kind), d.message.substr(0, nl));
+    s += fmt::format("[{}] {}", d.kind, d.message.substr(0, d.message.find('\n')));
   }
   if (s.empty()) s = r.timed_out ? "timed out" : "failed";
   return s;
 }
 
 }  // namespace
+
+std::vector<ReportDetail> report_details(const InvocationRecord& r) {
+  std::vector<ReportDetail> v;
+  for (const auto& d : r.details) v.push_back({payloadrun::to_string(d.kind), d.message});
+  if (!r.interrupted.empty()) v.push_back({interrupted_kind, r.interrupted});
+  return v;
+}
 
 std::string json_quote(std::string_view s) {
   std::string out;
@@ -147,9 +156,10 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
         << ", \"pid\": " << r.pid << ", \"exit_code\": " << r.exit_code
         << ", \"timed_out\": " << (r.timed_out ? "true" : "false")
         << ", \"passed\": " << (r.passed ? "true" : "false") << ", \"details\": [";
-    for (std::size_t i = 0; i < r.details.size(); ++i) {
-      out << (i ? ", " : "") << "{\"kind\": " << json_quote(payloadrun::to_string(r.details[i].kind))
-          << ", \"message\": " << json_quote(r.details[i].message) << "}";
+    const auto details = report_details(r);
+    for (std::size_t i = 0; i < details.size(); ++i) {
+      out << (i ? ", " : "") << "{\"kind\": " << json_quote(details[i].kind)
+          << ", \"message\": " << json_quote(details[i].message) << "}";
     }
     out << "], \"metrics\": [";
     for (std::size_t i = 0; i < r.metrics.size(); ++i) {
@@ -196,10 +206,10 @@ void write_junit_report(std::ostream& out, const Scenario& scenario, const RunRe
       }
       out << ">\n";
       std::string kinds, body;
-      for (const auto& d : r->details) {
+      for (const auto& d : report_details(*r)) {
         if (!kinds.empty()) kinds += ",";
-        kinds += payloadrun::to_string(d.kind);
-        body += fmt::format("[{}] {}\n", payloadrun::to_string(d.kind), d.message);
+        kinds += d.kind;
+        body += fmt::format("[{}] {}\n", d.kind, d.message);
       }
       if (r->timed_out) body += "timed out (killed at the deadline)\n";
       body += fmt::format("pid {}, exit code {}, {:.1f} ms\n", r->pid, r->exit_code, r->duration_ms);
@@ -211,6 +221,18 @@ void write_junit_report(std::ostream& out, const Scenario& scenario, const RunRe
     out << "  </testsuite>\n";
   }
   out << "</testsuites>\n";
+}
+
+std::string json_report_text(const Scenario& scenario, const RunResult& result, const MergeInfo* merge) {
+  std::ostringstream text;
+  write_json_report(text, scenario, result, merge);
+  return std::move(text).str();
+}
+
+std::string junit_report_text(const Scenario& scenario, const RunResult& result) {
+  std::ostringstream text;
+  write_junit_report(text, scenario, result);
+  return std::move(text).str();
 }
 
 void print_table(std::FILE* out, const Scenario& scenario, const RunResult& result) {
@@ -233,7 +255,7 @@ void print_table(std::FILE* out, const Scenario& scenario, const RunResult& resu
   }
   std::size_t name_w = 7;
   for (const auto& p : scenario.payloads) name_w = std::max(name_w, p.payload->name.size());
-  fmt::print(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9} {:>9}  {}\n", "payload", name_w, "runs", "passed",
+  say(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9} {:>9}  {}\n", "payload", name_w, "runs", "passed",
              "failed", "timeout", "p50 ms", "max ms", "metric medians");
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& row = rows[i];
@@ -251,7 +273,7 @@ void print_table(std::FILE* out, const Scenario& scenario, const RunResult& resu
     }
     const double p50 = percentile(row.durations, 0.5);
     const double max = row.durations.empty() ? 0 : *std::max_element(row.durations.begin(), row.durations.end());
-    fmt::print(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9.1f} {:>9.1f}  {}\n", payload.name, name_w,
+    say(out, "{:<{}}  {:>6} {:>6} {:>6} {:>8} {:>9.1f} {:>9.1f}  {}\n", payload.name, name_w,
                row.invocations, row.passed, row.failed, row.timed_out, p50, max, metrics);
   }
 }
@@ -259,23 +281,23 @@ void print_table(std::FILE* out, const Scenario& scenario, const RunResult& resu
 void print_failures(std::FILE* out, const RunResult& result, std::size_t limit) {
   std::size_t shown = 0, failed = 0;
   for (const auto& r : result.records) {
-    if (r.passed) continue;
+    if (r.passed || !r.interrupted.empty()) continue;  // the interrupted are counted in the summary
     ++failed;
     if (shown == limit) continue;
     ++shown;
-    fmt::print(out, "\nFAILED {}#{} (pid {}, exit code {}{}, {:.1f} ms)\n", r.payload, r.invocation, r.pid,
-               r.exit_code, r.timed_out ? ", timed out" : "", r.duration_ms);
-    for (const auto& d : r.details) {
+    say(out, "\nFAILED {}#{} (pid {}, exit code {}{}, {:.1f} ms)\n", r.payload, r.invocation, r.pid,
+        r.exit_code, r.timed_out ? ", timed out" : "", r.duration_ms);
+    for (const auto& d : report_details(r)) {
       std::string indented;
       for (char c : d.message) {
         indented += c;
         if (c == '\n') indented += "      ";
       }
-      fmt::print(out, "  [{}] {}\n", payloadrun::to_string(d.kind), indented);
+      say(out, "  [{}] {}\n", d.kind, indented);
     }
-    if (r.details.empty()) fmt::print(out, "  (no detail)\n");
+    if (r.details.empty()) say(out, "  (no detail)\n");
   }
-  if (failed > shown) fmt::print(out, "\n... and {} more failed invocations (see --json/--junit)\n", failed - shown);
+  if (failed > shown) say(out, "\n... and {} more failed invocations (see --json/--junit)\n", failed - shown);
 }
 
 }  // namespace runner

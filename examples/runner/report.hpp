@@ -40,12 +40,25 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
 /// JUnit XML: one testsuite per scenario payload, one testcase per invocation.
 void write_junit_report(std::ostream& out, const Scenario& scenario, const RunResult& result);
 
+/// The two reports as text, for writing atomically (files.hpp write_reports).
+std::string json_report_text(const Scenario& scenario, const RunResult& result, const MergeInfo* merge = nullptr);
+std::string junit_report_text(const Scenario& scenario, const RunResult& result);
+
 /// One row per payload: invocations, passed, failed, timed out, p50/max
 /// duration, the median of each hinted metric.
 void print_table(std::FILE* out, const Scenario& scenario, const RunResult& result);
 
 /// The details of up to `limit` failed invocations (then a count of the rest).
 void print_failures(std::FILE* out, const RunResult& result, std::size_t limit = 20);
+
+/// One detail as the reports show it: the checks' details (kind from
+/// payloadrun::to_string), then the runner's own "interrupted" detail.
+struct ReportDetail {
+  std::string_view kind;
+  std::string_view message;
+};
+inline constexpr std::string_view interrupted_kind = "interrupted";
+std::vector<ReportDetail> report_details(const InvocationRecord& r);
 
 /// JSON string literal (quotes included) of `s`.
 std::string json_quote(std::string_view s);

@@ -7,16 +7,16 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <memory>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <payloadrun/check.hpp>
 #include <payloadrun/metrics.hpp>
 
+#include "files.hpp"
 #include "json_path.hpp"
+#include "report.hpp"
 
 namespace runner {
 namespace {
@@ -136,7 +136,7 @@ void read_scenario(const std::string& file, element e, LoadedReport& r) {
     payload->name = p.str("name");
     if (payload->name.empty()) p.fail(join(p.path(), "name"), "expected a non-empty payload name");
     ScenarioPayload sp;
-    sp.count = static_cast<std::size_t>(p.integer("count", 0, 10'000'000));
+    sp.count = static_cast<std::size_t>(p.integer("count", 0, static_cast<std::int64_t>(max_total_invocations)));
     sum += sp.count;
     std::size_t j = 0;
     for (element he : p.array("metrics", "an array of metric hints")) {
@@ -186,6 +186,10 @@ InvocationRecord read_invocation(const std::string& file, element e, std::size_t
   std::size_t j = 0;
   for (element de : f.array("details", "an array of details")) {
     const Fields d(file, de, index(join(f.path(), "details"), j++));
+    if (d.str("kind") == interrupted_kind) {  // the runner's own detail (report.hpp)
+      rec.interrupted = d.str("message");
+      continue;
+    }
     rec.details.push_back({d.enumerated<DetailKind>("kind", {DetailKind::other, DetailKind::spawn,
                                                              DetailKind::extraction, DetailKind::pairing,
                                                              DetailKind::bounds, DetailKind::lost}),
@@ -215,6 +219,9 @@ LoadedReport parse_report(std::string_view json, const std::string& path) {
   if (auto err = parser.parse(padded).get(root); err != simdjson::SUCCESS) {
     throw ReportError(fmt::format("{}: not a payloadrun JSON report: not valid JSON: {}", path,
                                   simdjson::error_message(err)));
+  }
+  if (const std::string dup = find_duplicate_key(root); !dup.empty()) {
+    throw ReportError(fmt::format("{}: {}", path, dup));
   }
   const Fields top(path, root, "");
   if (!top.has("scenario") || !top.has("shard")) {
@@ -247,12 +254,11 @@ LoadedReport parse_report(std::string_view json, const std::string& path) {
 }
 
 LoadedReport load_report(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ReportError(fmt::format("{}: cannot open the report: {}", path, std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ReportError(fmt::format("{}: cannot read the report", path));
-  return parse_report(text.str(), path);
+  try {
+    return parse_report(read_input_file(path, "report"), path);
+  } catch (const InputError& e) {
+    throw ReportError(e.what());
+  }
 }
 
 }  // namespace runner

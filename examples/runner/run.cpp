@@ -5,65 +5,68 @@
 #include <uv.h>
 
 #include <algorithm>
-#include <csignal>
-#include <memory>
 #include <optional>
 
+#include <fmt/format.h>
 #include <payloadrun/supervisor.hpp>
+
+#include "interrupt.hpp"
 
 namespace runner {
 namespace {
 
-struct Slot {
-  std::size_t scenario_index;
-  std::size_t invocation;
-};
-
 class ScenarioRun {
  public:
   ScenarioRun(const Scenario& scenario, const RunOptions& options, const RunObserver& observer,
-              payloadrun::Supervisor& supervisor)
-      : scenario_(scenario), observer_(observer), supervisor_(supervisor),
+              payloadrun::Supervisor& supervisor, InterruptWatch& interrupts)
+      : scenario_(scenario), observer_(observer), supervisor_(supervisor), interrupts_(interrupts),
+        cursor_(scenario, options.shard), planned_(shard_invocations(scenario, options.shard)),
         concurrency_(std::max<std::size_t>(1, options.concurrency)) {
-    for (auto [i, r] : shard_schedule(scenario, options.shard)) schedule_.push_back({i, r});
-    records_.resize(schedule_.size());
-    filled_.resize(schedule_.size(), false);
     start_ = std::chrono::steady_clock::now();
   }
 
   void start_more() {
     if (in_start_) return;  // a completion delivered during a spawn refills on return
     in_start_ = true;
-    while (!stopped_ && running_ < concurrency_ && next_ < schedule_.size()) launch(next_++);
+    std::size_t scenario_index = 0, invocation = 0;
+    while (!interrupt_ && running_ < concurrency_ && cursor_.next(scenario_index, invocation)) {
+      launch(scenario_index, invocation);
+    }
     in_start_ = false;
   }
 
-  void stop() { stopped_ = true; }
+  // Stop scheduling and kill what runs (payloads live in their own process
+  // groups and would otherwise survive us).
+  void interrupt(int signum) {
+    if (interrupt_ != 0 || signum == 0) return;
+    interrupt_ = signum;
+    supervisor_.shutdown();
+  }
+  // An interrupt taken off the signalfd, if one is pending.
+  void poll_interrupt() { interrupt(interrupts_.take()); }
+  int interrupt_signal() const { return interrupt_; }
 
   RunCounters counters() const {
-    return {schedule_.size(), done_, running_, failed_, std::chrono::steady_clock::now() - start_};
+    return {planned_, done_, running_, failed_, std::chrono::steady_clock::now() - start_};
   }
 
-  RunResult take_result(bool interrupted, const Shard& shard) {
+  RunResult take_result(const Shard& shard) {
     RunResult result;
     result.shard = shard;
-    result.planned = schedule_.size();
+    result.planned = planned_;
     result.elapsed = std::chrono::steady_clock::now() - start_;
-    result.interrupted = interrupted;
-    for (std::size_t i = 0; i < records_.size(); ++i) {
-      if (filled_[i]) result.records.push_back(std::move(records_[i]));
-    }
-    std::stable_sort(result.records.begin(), result.records.end(), [](const auto& a, const auto& b) {
-      return a.scenario_index < b.scenario_index ||
-             (a.scenario_index == b.scenario_index && a.invocation < b.invocation);
+    result.interrupted = interrupt_ != 0;
+    result.interrupt_signal = interrupt_;
+    result.records = std::move(records_);
+    std::sort(result.records.begin(), result.records.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.scenario_index, a.invocation) < std::pair(b.scenario_index, b.invocation);
     });
     return result;
   }
 
  private:
-  void launch(std::size_t slot) {
-    const Slot s = schedule_[slot];
-    const ScenarioPayload& sp = scenario_.payloads[s.scenario_index];
+  void launch(std::size_t scenario_index, std::size_t invocation) {
+    const ScenarioPayload& sp = scenario_.payloads[scenario_index];
     ++running_;
     try {
       payloadrun::PayloadRun run = supervisor_.payload(sp.payload);
@@ -71,28 +74,32 @@ class ScenarioRun {
       if (sp.cgroup) run.in_cgroup(*sp.cgroup);
       if (sp.own_cgroup) run.own_cgroup();
       for (const auto& [k, v] : sp.env) run.env(k, v);
-      run.spawn([this, slot](payloadrun::Completion c) { complete(slot, std::move(c)); });
+      run.spawn([this, scenario_index, invocation](payloadrun::Completion c) {
+        complete(scenario_index, invocation, std::move(c));
+      });
     } catch (const payloadrun::Error& e) {
       --running_;
-      InvocationRecord rec = base_record(slot);
+      InvocationRecord rec = base_record(scenario_index, invocation);
       rec.exit_code = -1;
       rec.details.push_back({payloadrun::DetailKind::spawn, e.what()});
-      finish(slot, std::move(rec));
+      finish(std::move(rec));
     }
   }
 
-  InvocationRecord base_record(std::size_t slot) const {
-    const Slot s = schedule_[slot];
+  InvocationRecord base_record(std::size_t scenario_index, std::size_t invocation) const {
     InvocationRecord rec;
-    rec.scenario_index = s.scenario_index;
-    rec.invocation = s.invocation;
-    rec.payload = scenario_.payloads[s.scenario_index].payload->name;
+    rec.scenario_index = scenario_index;
+    rec.invocation = invocation;
+    rec.payload = scenario_.payloads[scenario_index].payload->name;
     return rec;
   }
 
-  void complete(std::size_t slot, payloadrun::Completion c) {
+  void complete(std::size_t scenario_index, std::size_t invocation, payloadrun::Completion c) {
     --running_;
-    InvocationRecord rec = base_record(slot);
+    // A payload reaped while an interrupt is pending was killed by it (or
+    // by the same scancel): look before judging it.
+    poll_interrupt();
+    InvocationRecord rec = base_record(scenario_index, invocation);
     rec.spawned = true;
     rec.pid = c.pid;
     rec.payload_index = c.metrics.payload_index;
@@ -104,35 +111,41 @@ class ScenarioRun {
       rec.passed = false;
       rec.details.push_back({payloadrun::DetailKind::other, "supervision error: " + *c.error});
     }
+    if (interrupt_ != 0) {
+      rec.passed = false;
+      rec.interrupted = fmt::format("still running when payloadrun got {}; {}", interrupt_name(interrupt_),
+                                    c.metrics.killed_by_signal
+                                        ? fmt::format("ended by signal {}", *c.metrics.killed_by_signal)
+                                        : fmt::format("exited with code {}", c.metrics.exit_code));
+    }
     rec.metrics = c.metrics.to_vector();
     rec.stdout_truncated = c.metrics.stdout_truncated;
     rec.stderr_truncated = c.metrics.stderr_truncated;
     rec.duration_ms = std::chrono::duration<double, std::milli>(c.metrics.duration).count();
-    finish(slot, std::move(rec));
+    finish(std::move(rec));
     start_more();
   }
 
-  void finish(std::size_t slot, InvocationRecord rec) {
+  void finish(InvocationRecord rec) {
     ++done_;
     if (!rec.passed) ++failed_;
-    records_[slot] = std::move(rec);
-    filled_[slot] = true;
-    if (observer_.on_done) observer_.on_done(records_[slot], counters());
+    records_.push_back(std::move(rec));
+    if (observer_.on_done) observer_.on_done(records_.back(), counters());
   }
 
   const Scenario& scenario_;
   const RunObserver& observer_;
   payloadrun::Supervisor& supervisor_;
+  InterruptWatch& interrupts_;
+  ScheduleCursor cursor_;
+  std::size_t planned_;
   std::size_t concurrency_;
-  std::vector<Slot> schedule_;
-  std::vector<InvocationRecord> records_;
-  std::vector<bool> filled_;
-  std::size_t next_ = 0;
+  std::vector<InvocationRecord> records_;  // in completion order
   std::size_t running_ = 0;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
   bool in_start_ = false;
-  bool stopped_ = false;
+  int interrupt_ = 0;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -149,9 +162,7 @@ struct LoopHandle {
 
 struct Context {
   ScenarioRun* run = nullptr;
-  payloadrun::Supervisor* supervisor = nullptr;
   const RunObserver* observer = nullptr;
-  bool interrupted = false;
 };
 
 }  // namespace
@@ -162,27 +173,61 @@ bool RunResult::all_passed() const noexcept {
 
 bool RunResult::passed() const noexcept { return all_passed() && !interrupted && records.size() >= planned; }
 
-std::vector<std::pair<std::size_t, std::size_t>> shard_schedule(const Scenario& scenario, const Shard& shard) {
-  std::vector<std::pair<std::size_t, std::size_t>> schedule;
-  std::size_t rounds = 0;
-  for (const auto& p : scenario.payloads) rounds = std::max(rounds, p.count);
-  for (std::size_t r = 0; r < rounds; ++r) {
-    for (std::size_t i = 0; i < scenario.payloads.size(); ++i) {
-      if (r >= scenario.payloads[i].count) continue;
-      if (shard_of(scenario.payloads[i].payload->name, r, shard.count) == shard.index) schedule.emplace_back(i, r);
+std::size_t RunResult::interrupted_invocations() const noexcept {
+  return static_cast<std::size_t>(
+      std::count_if(records.begin(), records.end(), [](const auto& r) { return !r.interrupted.empty(); }));
+}
+
+std::size_t RunResult::completed() const noexcept { return records.size() - interrupted_invocations(); }
+
+std::size_t RunResult::never_started() const noexcept {
+  return planned > records.size() ? planned - records.size() : 0;
+}
+
+ScheduleCursor::ScheduleCursor(const Scenario& scenario, const Shard& shard) : scenario_(scenario), shard_(shard) {
+  for (const auto& p : scenario.payloads) rounds_ = std::max(rounds_, p.count);
+}
+
+bool ScheduleCursor::next(std::size_t& scenario_index, std::size_t& invocation) {
+  const auto& payloads = scenario_.payloads;
+  for (; round_ < rounds_; ++round_, payload_ = 0) {
+    while (payload_ < payloads.size()) {
+      const std::size_t i = payload_++;
+      if (round_ >= payloads[i].count) continue;
+      if (shard_of(payloads[i].payload->name, round_, shard_.count) != shard_.index) continue;
+      scenario_index = i;
+      invocation = round_;
+      return true;
     }
   }
+  return false;
+}
+
+std::size_t shard_invocations(const Scenario& scenario, const Shard& shard) {
+  if (shard.count <= 1) return scenario.total_invocations();
+  ScheduleCursor cursor(scenario, shard);
+  std::size_t n = 0, i = 0, r = 0;
+  while (cursor.next(i, r)) ++n;
+  return n;
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> shard_schedule(const Scenario& scenario, const Shard& shard) {
+  std::vector<std::pair<std::size_t, std::size_t>> schedule;
+  ScheduleCursor cursor(scenario, shard);
+  std::size_t i = 0, r = 0;
+  while (cursor.next(i, r)) schedule.emplace_back(i, r);
   return schedule;
 }
 
 RunResult run_scenario(const Scenario& scenario, const RunOptions& options, const RunObserver& observer) {
+  InterruptWatch interrupts;
   uv_loop_t loop;
   if (int rc = uv_loop_init(&loop); rc != 0) {
     throw payloadrun::Error(payloadrun::Errc::io, std::string("uv_loop_init failed: ") + uv_strerror(rc));
   }
   Context ctx;
   LoopHandle<uv_timer_t> timer;
-  LoopHandle<uv_signal_t> sigint, sigterm;
+  LoopHandle<uv_poll_t> interrupt_poll;
   std::optional<RunResult> result;
   std::optional<payloadrun::Error> setup_error;
   {
@@ -199,8 +244,8 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       setup_error = e;
     }
     if (supervisor) {
-      ScenarioRun run(scenario, options, observer, *supervisor);
-      ctx = {&run, &*supervisor, &observer, false};
+      ScenarioRun run(scenario, options, observer, *supervisor, interrupts);
+      ctx = {&run, &observer};
       loop.data = &ctx;
       // Periodic progress: unreferenced, so it never keeps the loop alive.
       uv_timer_init(&loop, &timer.handle);
@@ -216,27 +261,23 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
             },
             ms, ms);
       }
-      // Ctrl-C / SIGTERM: stop scheduling and kill what runs (payloads
-      // live in their own process groups and would otherwise survive us).
-      auto on_signal = [](uv_signal_t* s, int) {
-        auto* c = static_cast<Context*>(s->loop->data);
-        c->interrupted = true;
-        c->run->stop();
-        c->supervisor->shutdown();
-      };
-      for (auto [h, signum] : {std::pair{&sigint, SIGINT}, std::pair{&sigterm, SIGTERM}}) {
-        uv_signal_init(&loop, &h->handle);
-        h->open = true;
-        uv_signal_start(&h->handle, on_signal, signum);
-        uv_unref(reinterpret_cast<uv_handle_t*>(&h->handle));
+      // Ctrl-C / SIGTERM while payloads run. Unreferenced: the loop ends
+      // with the last payload; a signal still pending then is taken below.
+      if (uv_poll_init(&loop, &interrupt_poll.handle, interrupts.fd()) == 0) {
+        interrupt_poll.open = true;
+        uv_poll_start(&interrupt_poll.handle, UV_READABLE, [](uv_poll_t* h, int, int) {
+          static_cast<Context*>(h->loop->data)->run->poll_interrupt();
+        });
+        uv_unref(reinterpret_cast<uv_handle_t*>(&interrupt_poll.handle));
       }
+      run.poll_interrupt();  // one that came before the run: nothing starts
       run.start_more();
       uv_run(&loop, UV_RUN_DEFAULT);
+      run.poll_interrupt();  // raced the last reap
       if (observer.on_tick) observer.on_tick(run.counters());
-      result = run.take_result(ctx.interrupted, options.shard);
+      result = run.take_result(options.shard);
       timer.close();
-      sigint.close();
-      sigterm.close();
+      interrupt_poll.close();
     }
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // let every handle finish closing

@@ -32,6 +32,9 @@ struct InvocationRecord {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   double duration_ms = 0;
+  /// Non-empty when an interrupt (SIGINT/SIGTERM) cut the invocation short:
+  /// the message of its "interrupted" detail. Such an invocation never passes.
+  std::string interrupted;
 };
 
 struct RunOptions {
@@ -65,21 +68,50 @@ struct RunResult {
   std::vector<InvocationRecord> records;  ///< ordered by (scenario_index, invocation)
   std::chrono::steady_clock::duration elapsed{};
   bool interrupted = false;
+  int interrupt_signal = 0;  ///< SIGINT or SIGTERM when interrupted (0: not known)
   Shard shard;              ///< the slice that ran (0 of 1, "none": all of it)
   std::size_t planned = 0;  ///< invocations the slice was to run
   /// Every record passed (records may be fewer than planned).
   bool all_passed() const noexcept;
   /// The verdict: every planned invocation ran and passed, not interrupted.
   bool passed() const noexcept;
+  /// Records that ran to their end, records an interrupt cut short, and
+  /// planned invocations never started.
+  std::size_t completed() const noexcept;
+  std::size_t interrupted_invocations() const noexcept;
+  std::size_t never_started() const noexcept;
 };
 
-/// The invocations of `scenario` that slice `shard` runs, in schedule order
-/// (payloads interleaved round-robin), as (scenario_index, invocation).
+/// Walks the invocations of one slice in schedule order (payloads
+/// interleaved round-robin) without storing them: a scenario of millions of
+/// invocations costs no memory to schedule.
+class ScheduleCursor {
+ public:
+  ScheduleCursor(const Scenario& scenario, const Shard& shard);
+  /// The next (scenario_index, invocation), or false at the end.
+  bool next(std::size_t& scenario_index, std::size_t& invocation);
+
+ private:
+  const Scenario& scenario_;
+  Shard shard_;
+  std::size_t rounds_ = 0;
+  std::size_t round_ = 0;
+  std::size_t payload_ = 0;
+};
+
+/// How many invocations slice `shard` runs (walks the schedule).
+std::size_t shard_invocations(const Scenario& scenario, const Shard& shard);
+
+/// The invocations of `scenario` that slice `shard` runs, in schedule order,
+/// as (scenario_index, invocation) (ScheduleCursor, stored).
 std::vector<std::pair<std::size_t, std::size_t>> shard_schedule(const Scenario& scenario, const Shard& shard);
 
 /// Run every invocation of `scenario`, at most options.concurrency in
-/// flight, refilled from the completion callback. Throws payloadrun::Error
-/// when the supervisor itself cannot be set up (a bad cgroup parent).
+/// flight, refilled from the completion callback. SIGINT/SIGTERM (blocked
+/// by prepare_process, watched through a signalfd) stop scheduling and kill
+/// what runs; a signal pending when the last payload is reaped still marks
+/// the run interrupted. Throws payloadrun::Error when the supervisor itself
+/// cannot be set up (a bad cgroup parent).
 RunResult run_scenario(const Scenario& scenario, const RunOptions& options,
                        const RunObserver& observer = {});
 

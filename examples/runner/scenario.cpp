@@ -3,17 +3,18 @@
 #include "scenario.hpp"
 
 #include <simdjson.h>
+#include <sys/stat.h>
 
 #include <cmath>
-#include <fstream>
 #include <initializer_list>
 #include <limits>
-#include <sstream>
+#include <map>
 
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
 
 #include "digest.hpp"
+#include "files.hpp"
 #include "json_path.hpp"
 
 namespace runner {
@@ -46,9 +47,12 @@ class Reader {
     if (e.get(a) != simdjson::SUCCESS) expected(path, what, e);
     return a;
   }
+  // Every string of a scenario: a NUL byte (JSON's \u0000) would be cut by
+  // exec and by C-string messages, so it is refused where it is.
   std::string as_string(element e, const std::string& path, const char* what = "a string") const {
     std::string_view s;
     if (e.get(s) != simdjson::SUCCESS) expected(path, what, e);
+    if (const std::string nul = nul_byte_problem(s); !nul.empty()) fail(path, nul);
     return std::string(s);
   }
   std::string as_nonempty_string(element e, const std::string& path) const {
@@ -174,6 +178,9 @@ payloadrun::MetricCheck parse_check(const Reader& r, element e, const std::strin
   r.fail(kpath, fmt::format("unknown check; expected {}", what));
 }
 
+constexpr const char* limit_text = "an invocation count of at most 10000000 (the limit per scenario)";
+static_assert(max_total_invocations == 10'000'000, "limit_text names the limit");
+
 ScenarioPayload parse_payload(const Reader& r, element e, const std::string& path,
                               const std::string& base_dir) {
   object o = r.as_object(e, path, "a payload object");
@@ -188,6 +195,10 @@ ScenarioPayload parse_payload(const Reader& r, element e, const std::string& pat
     p->binary = base_dir + p->binary.substr(1);
   } else if (p->binary.starts_with("../")) {
     p->binary = base_dir + "/" + p->binary;
+  }
+  if (struct stat st {}; p->binary.find('/') != std::string::npos && ::stat(p->binary.c_str(), &st) == 0 &&
+                         S_ISDIR(st.st_mode)) {
+    r.fail(Reader::join(path, "binary"), fmt::format("'{}' is a directory; expected an executable file", p->binary));
   }
   ScenarioPayload sp;
   element v;
@@ -236,7 +247,8 @@ ScenarioPayload parse_payload(const Reader& r, element e, const std::string& pat
   }
   if (o["count"].get(v) == simdjson::SUCCESS) {
     sp.count = static_cast<std::size_t>(
-        r.as_integer(v, Reader::join(path, "count"), 0, 10'000'000, "a non-negative integer"));
+        r.as_integer(v, Reader::join(path, "count"), 0, static_cast<std::int64_t>(max_total_invocations),
+                     v.is_int64() && v.get_int64().value() > 0 ? limit_text : "a non-negative integer"));
   }
   sp.payload = std::move(p);
   return sp;
@@ -258,6 +270,9 @@ Scenario parse_scenario(std::string_view json, const std::string& file, const st
   if (auto err = parser.parse(padded).get(root); err != simdjson::SUCCESS) {
     throw ScenarioError(fmt::format("{}: not valid JSON: {}", file, simdjson::error_message(err)));
   }
+  if (const std::string dup = find_duplicate_key(root); !dup.empty()) {
+    throw ScenarioError(fmt::format("{}: {}", file, dup));
+  }
   object top = r.as_object(root, "", R"(an object {"concurrency", "payloads"})");
   r.only_keys(top, "", {"concurrency", "payloads"});
   Scenario s;
@@ -271,22 +286,40 @@ Scenario parse_scenario(std::string_view json, const std::string& file, const st
   auto payloads = r.as_array(r.required(top, "", "payloads", "an array of payloads"), "payloads",
                              "an array of payloads");
   std::size_t i = 0;
+  std::map<std::string, std::size_t, std::less<>> names;
   for (element p : payloads) {
-    s.payloads.push_back(parse_payload(r, p, Reader::index("payloads", i++), base_dir));
+    const std::string ppath = Reader::index("payloads", i);
+    s.payloads.push_back(parse_payload(r, p, ppath, base_dir));
+    const std::string& name = s.payloads.back().payload->name;
+    if (auto [it, fresh] = names.emplace(name, i); !fresh) {
+      r.fail(Reader::join(ppath, "name"),
+             fmt::format("\"{}\" is already the name of payloads[{}]; payload names must be unique (reports, "
+                         "shards and merges key on them)",
+                         name, it->second));
+    }
+    ++i;
   }
   if (s.payloads.empty()) r.fail("payloads", "expected at least one payload, got an empty array");
+  const std::size_t total = s.total_invocations();
+  if (total == 0) r.fail("payloads", "every payload's count is 0: nothing to run");
+  if (total > max_total_invocations) {
+    r.fail("payloads", fmt::format("the counts add up to {} invocations, more than the limit of {} per scenario "
+                                   "(every invocation's result is kept for the report); split the scenario",
+                                   total, max_total_invocations));
+  }
   return s;
 }
 
 Scenario load_scenario(const std::string& file, const std::string& base_dir) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw ScenarioError(fmt::format("{}: cannot open the scenario file", file));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ScenarioError(fmt::format("{}: cannot read the scenario file", file));
+  std::string text;
+  try {
+    text = read_input_file(file, "scenario file");
+  } catch (const InputError& e) {
+    throw ScenarioError(e.what());
+  }
   const auto slash = file.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : file.substr(0, slash));
-  return parse_scenario(text.str(), file, base_dir.empty() ? dir : base_dir);
+  return parse_scenario(text, file, base_dir.empty() ? dir : base_dir);
 }
 
 }  // namespace runner

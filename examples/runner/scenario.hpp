@@ -25,6 +25,10 @@ struct ScenarioPayload {
   std::size_t count = 1;
 };
 
+/// The most invocations one scenario may hold (the sum of its counts): each
+/// one's result is kept in memory for the report.
+inline constexpr std::size_t max_total_invocations = 10'000'000;
+
 struct Scenario {
   std::string file;  ///< as given (for messages)
   /// "sha256:<hex>" over the canonical document (digest.hpp); the same for
@@ -46,8 +50,8 @@ class ScenarioError : public std::runtime_error {
 /// resolved against `base_dir`. Throws ScenarioError.
 Scenario parse_scenario(std::string_view json, const std::string& file, const std::string& base_dir);
 
-/// Read and parse a scenario file; base_dir is the file's directory unless
-/// given.
+/// Read and parse a scenario file (a regular file of at most 64 MiB:
+/// files.hpp); base_dir is the file's directory unless given.
 Scenario load_scenario(const std::string& file, const std::string& base_dir = {});
 
 }  // namespace runner
