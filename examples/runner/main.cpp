@@ -8,7 +8,8 @@
 //                    [--sidecar OUT.jsonl IN.jsonl...] [--quiet]
 //
 // Exit status: 0 every invocation passed, 1 any failed, 2 bad usage or bad
-// scenario (nothing run), 74 a report could not be written, 130 interrupted.
+// scenario (nothing run), 4 results did not reach the --ring (nor its spill
+// journal), 74 a report could not be written, 130 interrupted.
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +40,8 @@
 
 namespace {
 
+constexpr int exit_results_undelivered = 4;
+
 constexpr const char* usage_text =
     "usage: payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]\n"
     "                      [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]\n"
@@ -47,7 +50,8 @@ constexpr const char* usage_text =
     "(0-based); without it JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or TEST_SHARD_INDEX\n"
     "select the slice (--shard-count or PAYLOADRUN_SHARD_COUNT give a Kubernetes job's count).\n"
     "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario (nothing ran),\n"
-    "74 a report could not be written, 130 interrupted (SIGINT/SIGTERM).\n";
+    "4 results did not reach the --ring, 74 a report could not be written,\n"
+    "130 interrupted (SIGINT/SIGTERM).\n";
 
 struct Args {
   std::optional<std::string> scenario;
@@ -261,6 +265,13 @@ int run_command(int argc, char** argv, const runner::StartupState& startup) {
   } catch (const runner::OutputError& e) {
     runner::say(stderr, "payloadrun: {}; no report was written (any previous one is unchanged)\n", e.what());
     written = false;
+  }
+  if (result.undelivered_results != 0) {
+    runner::say(stderr,
+                "payloadrun: {} of {} results did not reach the ring '{}' (it stayed full and its spill "
+                "journal could not be written; see the log above)\n",
+                result.undelivered_results, result.records.size(), args.ring);
+    if (written) return exit_results_undelivered;
   }
   if (result.interrupted) {
     runner::say(stderr,

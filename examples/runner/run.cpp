@@ -5,9 +5,12 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 
 #include <fmt/format.h>
+#include <payloadrun/ring.hpp>
 #include <payloadrun/supervisor.hpp>
 
 #include "interrupt.hpp"
@@ -230,15 +233,21 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
   LoopHandle<uv_poll_t> interrupt_poll;
   std::optional<RunResult> result;
   std::optional<payloadrun::Error> setup_error;
+  // Our own emitter (not the Supervisor's) so that it can be closed after
+  // the run: what reached neither the ring nor a spill journal is counted.
+  std::shared_ptr<payloadrun::RingEmitter> emitter;
   {
+    const char* env = std::getenv("PAYLOADRUN_RING");
+    const std::string ring = !options.ring.empty() ? options.ring : env != nullptr ? env : "";
     payloadrun::SupervisorOptions so;
-    so.ring = options.ring;
     so.cgroup_parent = options.cgroup_parent;
     so.create_cgroups = options.create_cgroups;
     so.index_stride = std::max<std::size_t>(1, options.shard.count);
     so.index_offset = options.shard.index;
     std::optional<payloadrun::Supervisor> supervisor;
     try {
+      if (!ring.empty()) emitter = std::make_shared<payloadrun::RingEmitter>(&loop, ring);
+      so.emitter = emitter;
       supervisor.emplace(&loop, std::move(so));
     } catch (const payloadrun::Error& e) {
       setup_error = e;
@@ -280,7 +289,12 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       interrupt_poll.close();
     }
   }
+  if (emitter) {
+    const std::uint64_t lost = emitter->close();  // spills what the ring has no room for
+    if (result) result->undelivered_results = lost;
+  }
   uv_run(&loop, UV_RUN_DEFAULT);  // let every handle finish closing
+  emitter.reset();
   uv_loop_close(&loop);
   if (setup_error) throw *setup_error;
   return std::move(*result);

@@ -71,6 +71,8 @@ struct RunResult {
   int interrupt_signal = 0;  ///< SIGINT or SIGTERM when interrupted (0: not known)
   Shard shard;              ///< the slice that ran (0 of 1, "none": all of it)
   std::size_t planned = 0;  ///< invocations the slice was to run
+  /// Results that reached neither the --ring nor a spill journal (disk full).
+  std::uint64_t undelivered_results = 0;
   /// Every record passed (records may be fewer than planned).
   bool all_passed() const noexcept;
   /// The verdict: every planned invocation ran and passed, not interrupted.

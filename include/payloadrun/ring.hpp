@@ -57,7 +57,7 @@ struct RingOptions {
   std::chrono::milliseconds stall_timeout{30000};
   /// Where spill journals live (both sides must agree). Empty: /dev/shm,
   /// beside the ring. Name a directory on disk to keep them across reboots.
-  std::string spill_dir;
+  std::string spill_dir{};
   /// Consumer: true, a record's space goes back to producers as soon as
   /// next() has read it. False, only commit() gives it back (read, write it
   /// somewhere durable, then commit: a consumer killed in between leaves
@@ -174,7 +174,7 @@ class PAYLOADRUN_API RingEmitter : public Emitter {
 /// `ring_position` on, and the spill journals in `spills`.
 struct RingHold {
   std::uint64_t ring_position = UINT64_MAX;  ///< UINT64_MAX: none
-  std::vector<std::uint64_t> spills;         ///< spill journal ids
+  std::vector<std::uint64_t> spills{};       ///< spill journal ids
   /// Add `other`'s holds to this one.
   PAYLOADRUN_API void add(const RingHold& other);
 };
@@ -189,10 +189,10 @@ struct RingMessage {
   /// Where it was stored: "r:RINGID:POSITION" or "s:SPILLID:OFFSET" (hex
   /// ids). Unique per message, and the same when a message is delivered
   /// again to a consumer that follows one that did not commit it.
-  std::string origin;
+  std::string origin{};
   /// What keeps this message's records uncommitted (for a consumer that
   /// holds the message past a commit, e.g. waiting for its pair).
-  RingHold hold;
+  RingHold hold{};
 };
 
 /// What a consumer has seen so far.
@@ -287,7 +287,7 @@ struct DrainOptions {
   std::chrono::milliseconds pairing_timeout{60000};
   /// Origins (RingMessage::origin) of lines the sidecar already holds: a
   /// message delivered again is then consumed without a second line.
-  std::unordered_set<std::string> already_written;
+  std::unordered_set<std::string> already_written{};
 };
 
 struct DrainSummary {
