@@ -65,6 +65,18 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
   }
 }
 
+// Field 4 (ppid) of /proc/<pid>/stat; 0 when unreadable.
+pid_t parent_of(pid_t pid) {
+  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 1));
+  char state = 0;
+  pid_t ppid = 0;
+  fields >> state >> ppid;
+  return ppid;
+}
+
 UniqueFd pidfd_of(pid_t pid) { return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))); }
 
 // The process behind `pidfd` has ended (zombie or reaped).
@@ -229,12 +241,7 @@ TEST_F(DieWithSupervisor, SurvivesSupervisorOptsOut) {
   std::this_thread::sleep_for(300ms);
   reap_for(0ms);
   EXPECT_FALSE(is_dead(pids[0])) << "the survives_supervisor payload died with its supervisor";
-  std::istringstream stat(slurp("/proc/" + std::to_string(pids[0]) + "/stat").substr(
-      slurp("/proc/" + std::to_string(pids[0]) + "/stat").rfind(')') + 2));
-  char state = 0;
-  pid_t ppid = 0;
-  stat >> state >> ppid;
-  EXPECT_EQ(ppid, ::getpid()) << "the orphan should have come to us (subreaper)";
+  EXPECT_EQ(parent_of(pids[0]), ::getpid()) << "the orphan should have come to us (subreaper)";
   ASSERT_EQ(::syscall(SYS_pidfd_send_signal, watched_.at(pids[0]).get(), SIGKILL, nullptr, 0), 0);
   EXPECT_EQ(alive_after(kDeathBound), 0u);
   reap_for(kDeathBound);
