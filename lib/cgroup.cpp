@@ -234,7 +234,57 @@ void collect_pids(int dirfd, int depth, std::vector<pid_t>& out) {
   }
 }
 
+// Field 22 (starttime) of /proc/<pid>/stat; nullopt when unreadable.
+std::optional<std::uint64_t> start_time_of(const std::string& stat_path) {
+  int err = 0;
+  const auto text = read_file_at(AT_FDCWD, stat_path.c_str(), err);
+  const auto paren = text ? text->rfind(')') : std::string::npos;
+  if (paren == std::string::npos) return std::nullopt;
+  std::string_view rest = std::string_view(*text).substr(paren + 1);
+  next_token(rest, ' ');  // the blank after ')'
+  for (int field = 3; field < 22; ++field) next_token(rest, ' ');
+  return parse_u64(next_token(rest, ' '));
+}
+
+std::uint64_t own_pid_ns() noexcept {
+  struct stat st {};
+  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+}
+
 }  // namespace
+
+CgroupCreator this_creator() noexcept {
+  CgroupCreator c;
+  c.pid = ::getpid();
+  quietly([&] { c.start_time = start_time_of("/proc/self/stat").value_or(0); });
+  c.pid_ns = own_pid_ns();
+  return c;
+}
+
+std::optional<std::pair<std::string, CgroupCreator>> parse_unique_name(std::string_view name) {
+  std::uint64_t fields[4] = {};  // pid, start_time, pid_ns, n (read from the end)
+  for (int i = 3; i >= 0; --i) {
+    const auto dash = name.rfind('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    const std::string_view digits = name.substr(dash + 1);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+    const auto v = parse_u64(digits);
+    if (!v) return std::nullopt;
+    fields[i] = *v;
+    name = name.substr(0, dash);
+  }
+  if (name.empty() || fields[0] == 0 || fields[0] > INT_MAX) return std::nullopt;
+  return std::pair{std::string(name), CgroupCreator{static_cast<pid_t>(fields[0]), fields[1], fields[2]}};
+}
+
+bool creator_alive(const CgroupCreator& creator) noexcept {
+  if (creator.pid_ns != own_pid_ns()) return true;  // its pids are not ours to look up
+  if (::kill(creator.pid, 0) != 0 && errno == ESRCH) return false;
+  std::optional<std::uint64_t> start;
+  quietly([&] { start = start_time_of(fmt::format("/proc/{}/stat", creator.pid)); });
+  // Unreadable (gone meanwhile, or hidden by hidepid): not certainly gone.
+  return !start || creator.start_time == 0 || *start == creator.start_time;
+}
 
 std::string validate_cgroup_name(std::string_view name) {
   if (const auto nul = name.find('\0'); nul != std::string_view::npos) {
@@ -405,9 +455,11 @@ Cgroup Cgroup::create_unique(const std::string& parent, std::string_view prefix)
     fail(EXDEV, "cannot create a cgroup under '{}': it is not on a cgroup2 filesystem ({})", base,
          mount_hint());
   }
+  const CgroupCreator me = this_creator();
   for (int attempt = 0; attempt < kMaxUniqueAttempts; ++attempt) {
     const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
-    const std::string path = fmt::format("{}/{}-{}-{}", base, prefix, ::getpid(), n);
+    const std::string path =
+        fmt::format("{}/{}-{}-{}-{}-{}", base, prefix, me.pid, me.start_time, me.pid_ns, n);
     if (::mkdir(path.c_str(), 0755) != 0) {
       const int e = errno;
       if (e == EEXIST) continue;  // left behind by an earlier process with our pid
@@ -425,6 +477,16 @@ Cgroup Cgroup::create_unique(const std::string& parent, std::string_view prefix)
   }
   fail(EEXIST, "cannot create a unique cgroup '{}-{}-N' under '{}': {} names already exist; remove "
        "stale cgroups there", prefix, ::getpid(), base, kMaxUniqueAttempts);
+}
+
+Cgroup Cgroup::adopt(const std::string& path) {
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (const int e = errno; !dir) fail(e, "cannot open cgroup '{}': {}", path, errno_text(e));
+  int err = 0;
+  if (on_cgroup2(path, dir.get(), err) != 1) {
+    fail(err != 0 ? err : EXDEV, "'{}' is not a cgroup v2 directory ({})", path, mount_hint());
+  }
+  return Cgroup(strip_trailing_slashes(path), std::move(dir), true);
 }
 
 UniqueFd Cgroup::open_procs() const {

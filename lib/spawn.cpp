@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -96,6 +97,10 @@ struct ChildPlan {
   int stdio[3] = {-1, -1, -1};
   int cgroup_procs = -1;
   bool new_pgrp = true;
+  // SIGKILL the child when the thread that clones it ends
+  // (PR_SET_PDEATHSIG); parent_pid tells whether that already happened.
+  bool die_with_parent = true;
+  pid_t parent_pid = 0;
   // > 0: the child starts on our fd table (CLONE_FILES) and must unshare
   // it, keeping fds below this, before touching any descriptor.
   unsigned keep_below = 0;
@@ -104,10 +109,14 @@ struct ChildPlan {
   volatile int failed_step = 0;
 };
 
-enum ChildStep { step_none, step_pgrp, step_cgroup, step_stdio, step_fds, step_cwd, step_exec };
+enum ChildStep {
+  step_none, step_pdeathsig, step_orphaned, step_pgrp, step_cgroup, step_stdio, step_fds, step_cwd, step_exec
+};
 
 const char* step_text(int step) {
   switch (step) {
+    case step_pdeathsig: return "prctl(PR_SET_PDEATHSIG)";
+    case step_orphaned: return "starting (the supervisor died first)";
     case step_pgrp: return "setpgid";
     case step_cgroup: return "joining the cgroup (write to cgroup.procs)";
     case step_stdio: return "setting up stdin/stdout/stderr";
@@ -129,6 +138,15 @@ const char* step_text(int step) {
 // (their runtimes are not safe on a foreign stack in a vfork child).
 __attribute__((no_sanitize("address", "undefined", "thread"))) int child_main(void* arg) {
   auto* plan = static_cast<ChildPlan*>(arg);
+  if (plan->die_with_parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(plan, step_pdeathsig);
+    // A parent that died before the prctl never sends it: we were
+    // re-parented (to a subreaper or init), so stop before running anything.
+    if (::getppid() != plan->parent_pid) {
+      errno = ESRCH;
+      child_fail(plan, step_orphaned);
+    }
+  }
   // Default dispositions for every signal (a handler of the parent's must
   // never run here; ignored signals must not stay ignored in the payload).
   struct sigaction dfl {};
@@ -430,7 +448,9 @@ void prepare_cgroup(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& r
       const std::string base = run.cgroup() ? fmt::format("{}/{}", impl.cgroup_parent, *run.cgroup())
                                             : impl.cgroup_parent;
       if (run.cgroup()) Cgroup::open(base, impl.options.create_cgroups);
-      inv.cgroup.emplace(Cgroup::create_unique(base, "payload"));
+      if (impl.swept_cgroup_bases.insert(base).second) sweep_stale_cgroups(base);
+      inv.cgroup.emplace(Cgroup::create_unique(
+          base, p.survives_supervisor ? survivor_cgroup_prefix : own_cgroup_prefix));
       inv.cgroup_owned = true;
     } else {
       inv.cgroup.emplace(Cgroup::open(fmt::format("{}/{}", impl.cgroup_parent, *run.cgroup()),
@@ -514,6 +534,8 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
     plan.cgroup_procs = procs.get();
   }
   plan.new_pgrp = inv->new_pgrp;
+  plan.die_with_parent = !p.survives_supervisor;
+  plan.parent_pid = ::getpid();
 
   // A burst of spawns keeps the loop from running timers: act on deadlines
   // that passed meanwhile before blocking in another clone.

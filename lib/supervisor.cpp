@@ -315,6 +315,8 @@ void init_impl(Supervisor::Impl& impl) {
   }
   if (!impl.options.cgroup_parent.empty()) {
     impl.cgroup_parent = detail::resolve_cgroup_parent(impl.options.cgroup_parent);
+    detail::sweep_stale_cgroups(impl.cgroup_parent);
+    impl.swept_cgroup_bases.insert(impl.cgroup_parent);
   }
   impl.dev_null = detail::UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!impl.dev_null) {

@@ -17,6 +17,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "payloadrun/payloadrun.hpp"
 
 extern "C" char** environ;
 
@@ -218,6 +221,33 @@ int run_child_mode(int argc, char** argv) {
     ::close(1);
     ::close(2);
     sleep_ms(std::atol(arg(1, "60000").c_str()));
+    return 0;
+  }
+  if (mode == "supervise") {
+    // supervise N SURVIVE CGROUP_PARENT BINARY ARGS...: a supervisor that
+    // spawns N payloads (Payload::survives_supervisor = SURVIVE == "1"; each
+    // in an own cgroup under CGROUP_PARENT unless it is "-"), prints each
+    // leader's pid on a line, then "ready", and runs until killed.
+    ::alarm(120);  // a leaked helper dies, and its payloads with it
+    try {
+      payloadrun::SupervisorOptions options;
+      const bool own_cgroup = arg(3) != "-";
+      if (own_cgroup) options.cgroup_parent = arg(3);
+      payloadrun::Supervisor sup(std::move(options));
+      payloadrun::Payload p = payloadrun::Payload::binary_payload("held", arg(4));
+      for (int i = 5; i < argc; ++i) p.default_args.emplace_back(argv[i]);
+      p.survives_supervisor = arg(2) == "1";
+      std::vector<payloadrun::PayloadHandle> held;
+      for (int i = 0, n = std::atoi(arg(1, "1").c_str()); i < n; ++i) {
+        held.push_back(sup.payload(p).own_cgroup(own_cgroup).spawn());
+        write_str(1, std::to_string(held.back().pid().value_or(0)) + "\n");
+      }
+      write_str(1, "ready\n");
+      sup.run();
+    } catch (const std::exception& e) {
+      write_str(1, std::string("error: ") + e.what() + "\n");
+      return 3;
+    }
     return 0;
   }
   write_str(2, "unknown child mode: " + mode + "\n");

@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 
+#include "cgroup_util.hpp"
 #include "child_modes.hpp"
 #include "detail/cgroup.hpp"
 #include "payloadrun/error.hpp"
@@ -42,11 +43,6 @@ using namespace payloadrun::detail;
 using namespace std::chrono_literals;
 
 constexpr auto kWait = 5s;
-
-bool cgroup_required() {
-  const char* v = std::getenv("PAYLOADRUN_REQUIRE_CGROUP");
-  return v != nullptr && std::string(v) == "1";
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -241,8 +237,7 @@ TEST_F(Mountinfo, SeveralLinesPicksTheCgroup2One) {
 TEST(CgroupMount, RealMountinfo) {
   const auto mount = find_cgroup2_mount();
   if (!mount) {
-    if (cgroup_required()) FAIL() << "no cgroup2 mount in /proc/self/mountinfo";
-    GTEST_SKIP() << "no cgroup2 mount in /proc/self/mountinfo";
+    PAYLOADRUN_CGROUP_UNAVAILABLE("no cgroup2 mount in /proc/self/mountinfo");
   }
   struct statfs sfs {};
   ASSERT_EQ(::statfs(mount->c_str(), &sfs), 0) << *mount;
@@ -254,23 +249,10 @@ TEST(CgroupMount, RealMountinfo) {
 class CgroupFs : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto mount = find_cgroup2_mount();
-    std::string why;
-    if (!mount) {
-      why = "no cgroup2 filesystem in /proc/self/mountinfo";
-    } else {
-      mount_ = *mount;
-      static int n = 0;
-      parent_ = mount_ + "/payloadrun-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
-      if (::mkdir(parent_.c_str(), 0755) != 0) {
-        why = "cgroup2 at " + mount_ + " is not writable: mkdir " + parent_ + ": " + std::strerror(errno);
-        parent_.clear();
-      }
-    }
-    if (!why.empty()) {
-      if (cgroup_required()) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
-      GTEST_SKIP() << why;
-    }
+    const auto made = payloadrun_test::make_test_cgroup_parent("payloadrun-test");
+    mount_ = made.mount;
+    parent_ = made.path;
+    if (parent_.empty()) PAYLOADRUN_CGROUP_UNAVAILABLE(made.why);
   }
 
   void TearDown() override {
@@ -278,10 +260,7 @@ class CgroupFs : public ::testing::Test {
       if (!write_text(parent_ + "/cgroup.kill", "1")) kill_tree_by_hand(parent_);
       eventually([&] { return slurp(parent_ + "/cgroup.events").find("populated 0") != std::string::npos; });
       reap_stragglers();
-      ::nftw(parent_.c_str(), [](const char* p, const struct stat*, int type, FTW*) {
-        if (type == FTW_DP) ::rmdir(p);
-        return 0;
-      }, 32, FTW_DEPTH | FTW_PHYS);
+      payloadrun_test::remove_cgroup_tree(parent_);
       EXPECT_FALSE(exists(parent_)) << "test cgroup parent left behind: " << parent_;
     }
     if (!root_controller_.empty() &&
@@ -397,14 +376,12 @@ TEST_F(CgroupFs, OpenRejectsControllersInSubtreeControl) {
   if (ctrl.empty()) std::istringstream(root_ctrls) >> ctrl;
   if (ctrl.empty()) {
     const std::string why = "no controller is available on cgroup2 at " + mount_;
-    if (cgroup_required()) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
-    GTEST_SKIP() << why;
+    PAYLOADRUN_CGROUP_UNAVAILABLE(why);
   }
   if (!has_word(slurp(parent_ + "/cgroup.controllers"), ctrl)) {
     if (!write_text(mount_ + "/cgroup.subtree_control", "+" + ctrl)) {
       const std::string why = "cannot enable " + ctrl + " at the cgroup2 root: " + std::strerror(errno);
-      if (cgroup_required()) FAIL() << why << " (PAYLOADRUN_REQUIRE_CGROUP=1)";
-      GTEST_SKIP() << why;
+      PAYLOADRUN_CGROUP_UNAVAILABLE(why);
     }
     root_controller_ = ctrl;
   }

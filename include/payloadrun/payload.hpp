@@ -66,6 +66,23 @@ struct PAYLOADRUN_API Payload {
   /// Stay in the supervisor's process group (tty-dependent binaries). The
   /// payload then owns the cleanup of its own descendants.
   bool uses_parent_pgrp = false;
+  /// Keep running when the supervisor dies. Default (false): a payload
+  /// dies with its supervisor. Its leader gets SIGKILL when the thread that
+  /// spawned it ends (PR_SET_PDEATHSIG; the Supervisor's loop thread, which
+  /// spawns every payload: a thread that exits while its payloads run kills
+  /// them, even if the process lives on), and a payload that would start
+  /// after the supervisor already died exits with 127 before running any of
+  /// its code. The kernel clears this for an exec of a set-user-ID,
+  /// set-group-ID or file-capability binary and on any later change of the
+  /// payload's credentials (setuid, setgid and the like), and the payload
+  /// may clear it itself: such a leader outlives its supervisor. Descendants
+  /// of the leader are not signalled; with PayloadRun::own_cgroup() the next
+  /// Supervisor finds and kills them (see SupervisorOptions::cgroup_parent).
+  /// Not available with SpawnBackend::uv_spawn, whose payloads always
+  /// outlive their supervisor.
+  /// True: none of this, and its own cgroup is never killed by another
+  /// supervisor (only removed once empty).
+  bool survives_supervisor = false;
 
   /// A binary payload with ExitCode output and nothing else set.
   static Payload binary_payload(std::string name, std::string binary);

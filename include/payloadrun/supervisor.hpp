@@ -43,7 +43,9 @@ enum class SpawnBackend {
   /// default.
   clone_vfork,
   /// libuv's uv_spawn (fork on Linux; slower with a large heap). Kept for
-  /// comparison in bench/.
+  /// comparison in bench/. No cgroups, and its payloads do not die with
+  /// the supervisor (libuv runs no code of ours between fork and exec, so
+  /// Payload::survives_supervisor is as if always true).
   uv_spawn,
 };
 
@@ -57,6 +59,23 @@ struct SupervisorOptions {
   SpawnBackend backend = SpawnBackend::clone_vfork;
   /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
   /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.
+  ///
+  /// Cgroups left by a dead supervisor: an own cgroup (PayloadRun::own_cgroup)
+  /// is named "payload-<pid>-<start>-<pidns>-<n>" after the supervisor
+  /// process that made it: its pid, its start time (field 22 of
+  /// /proc/<pid>/stat) and the inode of its pid namespace. It is stale when
+  /// that namespace is ours and no process has that pid, or the one that
+  /// has it started at another time (the pid was reused); a creator in
+  /// another pid namespace, or one that cannot be checked, is never judged
+  /// dead. The constructor looks for stale cgroups directly under
+  /// cgroup_parent (and spawn() under a named cgroup the first time it
+  /// makes an own cgroup there): each gets "1" in its cgroup.kill, is
+  /// waited for until empty (at most 5 s for all, so the constructor may
+  /// block that long) and is removed with its child cgroups, with one info
+  /// log line each; one that stays populated is left for a later
+  /// supervisor. Own cgroups of Payload::survives_supervisor payloads
+  /// ("survivor-...") are never killed, only removed once empty. Named
+  /// cgroups and other directories are never touched.
   std::string cgroup_parent;
   /// Create a named cgroup under cgroup_parent when it does not exist
   /// (logged at info). Off: a missing cgroup is a spawn error.
@@ -105,7 +124,9 @@ class PAYLOADRUN_API PayloadRun {
   PayloadRun& in_cgroup(std::string name);
   /// Place this invocation in a fresh cgroup of its own (created under
   /// cgroup_parent, removed after completion), so kill reaches descendants
-  /// that left the process group.
+  /// that left the process group. If the supervisor dies first, the next
+  /// Supervisor with the same cgroup_parent kills what is left in it and
+  /// removes it (SupervisorOptions::cgroup_parent).
   PayloadRun& own_cgroup(bool on = true);
   /// Deadline for the whole invocation, pipe EOF included. At expiry the
   /// process group (and own cgroup) is killed, partial output kept,
@@ -208,7 +229,8 @@ class PAYLOADRUN_API PayloadHandle {
 };
 
 /// Supervises payloads on one libuv loop. Not thread-safe: use it from the
-/// loop's thread.
+/// loop's thread. Payloads die with that thread (Payload::survives_supervisor):
+/// keep it running for as long as payloads do.
 class PAYLOADRUN_API Supervisor {
  public:
   /// Own a private loop (driven by run(), wait() and friends).

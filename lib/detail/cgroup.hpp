@@ -10,6 +10,9 @@
 // shared library (built with hidden visibility); they are not public API.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +56,49 @@ PAYLOADRUN_API std::optional<std::string> find_cgroup2_mount(
 /// not a directory, or not inside the cgroup2 filesystem.
 PAYLOADRUN_API std::string resolve_cgroup_parent(std::string_view parent);
 
+/// The process that created a cgroup with Cgroup::create_unique, as its
+/// name records it: pid, start time (field 22 of /proc/<pid>/stat, clock
+/// ticks after boot; 0 when unreadable) and the inode of its pid namespace.
+struct CgroupCreator {
+  pid_t pid = 0;
+  std::uint64_t start_time = 0;
+  std::uint64_t pid_ns = 0;
+  friend bool operator==(const CgroupCreator&, const CgroupCreator&) = default;
+};
+
+/// The calling process as a CgroupCreator (read afresh: a fork is another
+/// creator). Never throws.
+PAYLOADRUN_API CgroupCreator this_creator() noexcept;
+
+/// Split a name made by Cgroup::create_unique,
+/// "<prefix>-<pid>-<start_time>-<pid_ns>-<n>", into its prefix and creator.
+/// nullopt for any other name (no prefix, a field that is not a decimal
+/// number, a pid of 0).
+PAYLOADRUN_API std::optional<std::pair<std::string, CgroupCreator>> parse_unique_name(
+    std::string_view name);
+
+/// Whether `creator` may still be running: false only when it is certainly
+/// gone (no process with its pid, or one with another start time); true
+/// when it lives, cannot be checked, or belongs to another pid namespace.
+PAYLOADRUN_API bool creator_alive(const CgroupCreator& creator) noexcept;
+
+/// create_unique prefixes of per-invocation cgroups (PayloadRun::own_cgroup):
+/// killed by sweep_stale_cgroups once their creator is gone ...
+inline constexpr std::string_view own_cgroup_prefix = "payload";
+/// ... or, for payloads that survive their supervisor, only removed once
+/// empty.
+inline constexpr std::string_view survivor_cgroup_prefix = "survivor";
+
+/// Clean up after dead supervisors: every direct child of the cgroup2
+/// directory `parent` named by create_unique with own_cgroup_prefix whose
+/// creator is gone (creator_alive false) gets "1" in cgroup.kill; once all
+/// are empty (waiting at most `wait` in all) each is removed with its child
+/// cgroups, logging one info line per cgroup. Those with
+/// survivor_cgroup_prefix are removed only if empty, never killed. Others
+/// are left alone. Returns how many were removed. Never throws; logs.
+PAYLOADRUN_API std::size_t sweep_stale_cgroups(
+    const std::string& parent, std::chrono::milliseconds wait = std::chrono::seconds(5)) noexcept;
+
 /// Resource figures of a cgroup; each is set only where its interface file
 /// exists (memory.peak: memory controller on v2, Linux >= 5.19; cpu.stat's
 /// usage_usec: always on v2; pids.peak: pids controller, Linux >= 6.1).
@@ -94,12 +140,18 @@ class PAYLOADRUN_API Cgroup {
   /// writing. Throws Error(Errc::cgroup) naming the path, with the errno.
   static Cgroup open(const std::string& path, bool create);
 
-  /// mkdir a fresh child "<prefix>-<pid>-<n>" under the cgroup2 directory
-  /// `parent` (n from a per-process counter; a leftover name is skipped)
-  /// and open it; owns_directory() is true. `prefix` must be a non-empty
+  /// mkdir a fresh child "<prefix>-<pid>-<start_time>-<pid_ns>-<n>" (the
+  /// caller as this_creator(); n from a per-process counter; a leftover name
+  /// is skipped) under the cgroup2 directory `parent` and open it;
+  /// owns_directory() is true. `prefix` must be a non-empty
   /// single path component (else Error(invalid_argument)); other failures
   /// throw Error(Errc::cgroup).
   static Cgroup create_unique(const std::string& parent, std::string_view prefix);
+
+  /// Open the existing cgroup2 directory `path` as owned (remove() rmdirs
+  /// it), with none of open()'s placement checks: for cleaning up a cgroup
+  /// someone else created. Throws Error(Errc::cgroup).
+  static Cgroup adopt(const std::string& path);
 
   const std::string& path() const noexcept { return path_; }
   int dir_fd() const noexcept { return dir_.get(); }

@@ -103,6 +103,10 @@ struct Supervisor::Impl {
   std::shared_ptr<Emitter> emitter;
   Extractor extractor;
   std::string cgroup_parent;  // resolved absolute path, or empty
+  // Directories already searched for dead supervisors' own cgroups
+  // (sweep_stale_cgroups): cgroup_parent at construction, others at their
+  // first own cgroup.
+  std::unordered_set<std::string> swept_cgroup_bases;
 
   // SIGCHLD watcher, unless SIGCHLD was plain SIG_DFL at construction
   // (SIG_IGN or SA_NOCLDWAIT make the kernel auto-reap our children and hide
