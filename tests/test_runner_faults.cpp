@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <thread>
@@ -250,6 +251,27 @@ TEST_F(RunnerFaults, SigkillMidRunLeavesTheOldReportOrAWholeOne) {
   }
   EXPECT_EQ(old_kept + whole, 8);
   std::printf("SIGKILL trials: %d kept the previous report, %d left a whole new one\n", old_kept, whole);
+}
+
+// Issue 14 item 4, through the runner: `payloadrun run` SIGKILLed with 100
+// live payloads leaves none running (this process is a subreaper: orphans
+// come to it, and settle_children counts those it had to kill itself).
+TEST_F(RunnerFaults, SigkillWithHundredLivePayloadsLeavesNoneRunning) {
+  const std::string s = dir_.file("s.json");
+  write_file(s, R"({"concurrency": 100, "payloads": [{"name": "p", "binary": "sleep", "args": ["300"], "count": 100}]})");
+  const Launched run = launch({{"run", s, "--quiet"}}, dir_);
+  const auto children_of = [](pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    std::size_t n = 0;
+    for (std::string w; f >> w;) ++n;
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (children_of(run.pid) < 100 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(children_of(run.pid), 100u) << "the runner did not start 100 payloads";
+  ::kill(run.pid, SIGKILL);
+  wait_for(run.pid);
+  EXPECT_EQ(settle_children(5s), 0u) << "payloads outlived their SIGKILLed runner";
 }
 
 TEST_F(RunnerFaults, OutputsNamingTheScenarioOrEachOtherAreRefused) {
