@@ -5,6 +5,7 @@
 // re-parented here, seen, and reaped; every test ends with no child left.
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "child_modes.hpp"
+#include "payloadrun/ring.hpp"
 #include "test_runner_util.hpp"
 
 using namespace runner_test;
@@ -461,6 +463,51 @@ TEST_F(RunnerFaults, EmptyRingNameIsAUsageError) {
     EXPECT_EQ(r.status, 2);
     EXPECT_THAT(r.err, HasSubstr("--ring needs a ring name, got an empty one"));
   }
+}
+
+// Item 3 through the runner: the --ring stays full and its spill journal
+// cannot be written (a private mount namespace whose 64 KiB /dev/shm holds a
+// 4 KiB ring and is otherwise full): exit 4, saying how many results.
+TEST_F(RunnerFaults, ResultsThatReachNeitherTheRingNorASpillExitFour) {
+  const std::string s = quick_scenario(dir_, 40);
+  const std::string err = dir_.file("exit4.err");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k") != 0) {
+      ::_exit(100);
+    }
+    try {
+      payloadrun::RingOptions o;
+      o.capacity = 4096;
+      payloadrun::RingProducer ring("pr-exit4", o);  // created; stays after we close it
+    } catch (...) {
+      ::_exit(101);
+    }
+    {
+      std::ofstream fill("/dev/shm/fill");
+      fill << std::string(128 * 1024, 'x');  // until ENOSPC
+    }
+    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    const std::string exe = runner_exe();
+    ::execl(exe.c_str(), exe.c_str(), "run", s.c_str(), "--ring", "pr-exit4", "--quiet", nullptr);
+    ::_exit(102);
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (::waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "payloadrun did not finish within 60 s";
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_NE(WEXITSTATUS(status), 100) << "as root a private mount namespace must be available";
+  EXPECT_EQ(WEXITSTATUS(status), 4) << read_file(err);
+  EXPECT_THAT(read_file(err), HasSubstr("of 40 results did not reach the ring 'pr-exit4'"));
 }
 
 // ---- item 7: bounded input, never an abort ---------------------------------

@@ -246,7 +246,14 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
     so.index_offset = options.shard.index;
     std::optional<payloadrun::Supervisor> supervisor;
     try {
-      if (!ring.empty()) emitter = std::make_shared<payloadrun::RingEmitter>(&loop, ring);
+      if (!ring.empty()) {
+        // A run's end should not wait 30 s for a consumer that may never
+        // come: after 5 s without room the records go to a spill journal
+        // (nothing is lost; the next drain imports it).
+        payloadrun::RingOptions ro;
+        ro.stall_timeout = std::chrono::seconds(5);
+        emitter = std::make_shared<payloadrun::RingEmitter>(&loop, ring, ro);
+      }
       so.emitter = emitter;
       supervisor.emplace(&loop, std::move(so));
     } catch (const payloadrun::Error& e) {
