@@ -147,9 +147,16 @@ int main(int argc, char** argv) {
         if (now > deadline) break;
       }
       if (!write_failed) {
+        // What waits for its pair (or its last fragments) stays in the ring
+        // or its journal for the next drain: nothing is resolved early.
+        drain.expire();
         consumer.abandon_partials();
-        drain.finish();
         flush_and_commit();
+        if (const std::size_t held = drain.pending(); held != 0) {
+          say(fmt::format("{} halves of Deferred pairs wait for their other half; left in the ring "
+                          "for the next drain (a pairing failure after {} ms)",
+                          held, drain_options.pairing_timeout.count()));
+        }
       }
     }
     print_reports();

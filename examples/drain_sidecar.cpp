@@ -98,15 +98,23 @@ std::unordered_set<std::string> Sidecar::redeliverable(std::uint64_t ring_id, st
   const std::string ring_prefix = fmt::format("r:{:016x}:", ring_id);
   std::string carry;
   char block[1 << 16];
-  const auto take = [&](std::string_view line) {
-    const std::string_view o = origin_of_line(line);
+  const auto take_one = [&](std::string_view o) {
     if (o.starts_with("s:")) {
       out.emplace(o);
-    } else if (o.starts_with(ring_prefix)) {
+    } else if (o.starts_with(ring_prefix) && ring_id != 0) {  // (0: a ring without an id)
       std::uint64_t pos = 0;
       const std::string_view digits = o.substr(ring_prefix.size());
       std::from_chars(digits.data(), digits.data() + digits.size(), pos);
       if (pos >= committed) out.emplace(o);
+    }
+  };
+  const auto take = [&](std::string_view line) {
+    std::string_view origins = origin_of_line(line);  // space-separated
+    while (!origins.empty()) {
+      const auto sp = origins.find(' ');
+      take_one(origins.substr(0, sp));
+      if (sp == std::string_view::npos) break;
+      origins.remove_prefix(sp + 1);
     }
   };
   for (;;) {

@@ -52,8 +52,8 @@ class Sidecar {
   std::string error_;
 };
 
-/// The origin in one sidecar line (the value of its last "record" field),
-/// or empty.
+/// The origins in one sidecar line (the value of its last "record" field,
+/// space-separated), or empty.
 std::string_view origin_of_line(std::string_view line);
 
 }  // namespace drain

@@ -177,13 +177,17 @@ struct RingProducer::Impl {
 
   /// Move every queued record to a spill journal. `final`: this is the last
   /// chance (the producer goes away): what cannot be spilled is undelivered.
-  bool spill(bool final) {
-    if (queue.empty()) return true;
+  // Queued batches to one journal, from the front: whole batches, at most
+  // spill_chunk_bytes of records (at least one batch). Returns the count
+  // of batches written, or sets `err`.
+  std::size_t spill_chunk(std::string& err) {
     std::vector<detail::SpillRecord> records;
-    records.reserve(queued_records);
     const auto pid = static_cast<std::uint32_t>(::getpid());
     const std::uint64_t now = detail::monotonic_ns();
+    std::uint64_t bytes = 0;
+    std::size_t batches = 0;
     for (const Batch& b : queue) {
+      if (batches != 0 && bytes + b.slots > detail::spill_chunk_bytes) break;
       for (const Fragment& f : b.fragments) {
         detail::RecordMeta m;
         m.type = static_cast<std::uint16_t>(f.type);
@@ -197,20 +201,34 @@ struct RingProducer::Impl {
         m.total_length = static_cast<std::uint32_t>(f.body->size());
         records.push_back({m, f.body->data() + f.offset});
       }
+      bytes += b.slots;
+      ++batches;
     }
-    const std::string err =
-        detail::write_spill(options.spill_dir, map.name(), map.header().ring_id, records);
-    if (err.empty()) {
-      detail::logger()->warn("ring '{}': no room for {} records ({} bytes) ; spilled them to {} for "
+    err = detail::write_spill(options.spill_dir, map.name(), map.header().ring_id, records);
+    return err.empty() ? batches : 0;
+  }
+
+  /// Move every queued record to spill journals. `final`: this is the last
+  /// chance (the producer goes away): what cannot be spilled is undelivered.
+  bool spill(bool final) {
+    const std::size_t records_before = queued_records;
+    const std::size_t bytes_before = queued_bytes;
+    std::string err;
+    while (!queue.empty()) {
+      const std::size_t n = spill_chunk(err);
+      if (n == 0) break;
+      for (std::size_t i = 0; i < n; ++i) {
+        spilled += queue.front().fragments.size();
+        pop_front();
+      }
+    }
+    if (records_before != queued_records) {
+      detail::logger()->warn("ring '{}': no room for {} records ({} bytes); spilled them to {} for "
                              "the next consumer",
-                             map.name(), queued_records, queued_bytes,
+                             map.name(), records_before - queued_records, bytes_before - queued_bytes,
                              detail::spill_directory(options.spill_dir));
-      spilled += queued_records;
-      queue.clear();
-      queued_records = 0;
-      queued_bytes = 0;
-      return true;
     }
+    if (queue.empty()) return true;
     last_spill_error = err;
     if (final) {
       const std::size_t messages = messages_in(queue);

@@ -43,6 +43,7 @@ struct SpillFile {
   std::string path;
   std::uint64_t id = 0;
   std::size_t waiting = 0;  // its messages not yet returned by next()
+  bool keep = false;        // damaged: not removed after import
 };
 
 std::string origin_of(char kind, std::uint64_t id, std::uint64_t pos) {
@@ -72,6 +73,7 @@ struct RingConsumer::Impl {
   std::set<std::string> imported;             // their paths
   std::deque<std::pair<RingMessage, std::size_t>> spilled;  // (message, index into spills)
   std::uint64_t last_spill_scan_ns = 0;
+  bool more_spills = true;  // journals may wait to be imported
 
   Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {
     // One consumer at a time: claim consumer_pid; a dead holder's claim is
@@ -89,7 +91,7 @@ struct RingConsumer::Impl {
     }
     read_pos = map.header().tail.load(std::memory_order_acquire);
     ring_id = map.header().ring_id;
-    import_spills();
+    import_spill();
   }
   ~Impl() {
     auto me = static_cast<std::uint32_t>(::getpid());
@@ -111,34 +113,45 @@ struct RingConsumer::Impl {
 
   // ------------------------------------------------------------- spills
 
-  void import_spills() {
+  // Import the oldest journal not yet imported (one at a time: memory stays
+  // bounded by one journal, at most detail::spill_chunk_bytes of records).
+  // True when one was imported.
+  bool import_spill() {
     last_spill_scan_ns = detail::monotonic_ns();
+    more_spills = false;
     for (const std::string& path : detail::list_spills(options.spill_dir, map.name())) {
       if (imported.count(path) != 0) continue;
-      imported.insert(path);
+      if (!spilled.empty()) {
+        more_spills = true;  // after the ones being returned now
+        return false;
+      }
+      imported.insert(path);  // (an unreadable one is tried again by the next consumer)
       detail::SpillContents c = detail::read_spill(path);
       for (auto& p : c.problems) {
         ++stats.corrupt;
         report(fmt::format("ring '{}': {}", map.name(), p));
       }
+      if (!c.readable) continue;  // left where it is
       const std::size_t file = spills.size();
-      spills.push_back({path, c.spill_id, 0});
+      spills.push_back({path, c.spill_id, 0, c.damaged});
       for (auto& r : c.records) {
         ++stats.records;
         RingHold hold;
         hold.spills.push_back(c.spill_id);
         std::optional<RingMessage> out;
-        deliver(r.meta, std::move(r.body), origin_of('s', c.spill_id, r.offset), hold, false, out);
+        deliver(r.meta, std::move(r.body), origin_of('s', c.spill_id, r.offset), hold,
+                atomic_message(r.meta), out);
         if (out) {
           ++spills[file].waiting;
           spilled.emplace_back(std::move(*out), file);
         }
       }
-      if (!c.records.empty() || !c.problems.empty()) {
-        report(fmt::format("ring '{}': imported {} records from spill journal {}", map.name(),
-                           c.records.size(), path));
-      }
+      report(fmt::format("ring '{}': imported {} records from spill journal {}{}", map.name(),
+                         c.records.size(), path, c.damaged ? " (damaged: kept for inspection)" : ""));
+      more_spills = true;  // there may be more behind it
+      return true;
     }
+    return false;
   }
 
   std::vector<std::uint64_t> held_spills(const RingHold& keep) const {
@@ -155,11 +168,16 @@ struct RingConsumer::Impl {
         ++it;
         continue;
       }
-      if (::unlink(it->path.c_str()) != 0 && errno != ENOENT) {
+      if (it->keep) {
+        // Damaged: kept for inspection (a later consumer imports it again;
+        // its lines are deduplicated by origin).
+      } else if (::unlink(it->path.c_str()) == 0 || errno == ENOENT) {
+        imported.erase(it->path);
+      } else {
+        // Still imported: never read it again in this consumer.
         report(fmt::format("ring '{}': cannot remove imported spill journal {}: {}", map.name(),
                            it->path, std::strerror(errno)));
       }
-      imported.erase(it->path);
       const std::size_t gone = static_cast<std::size_t>(it - spills.begin());
       it = spills.erase(it);
       for (auto& [m, file] : spilled) {
@@ -292,11 +310,19 @@ struct RingConsumer::Impl {
     ++stats.records;
     RingHold hold;
     hold.ring_position = tail;
-    // A message the producer reserved in one step (it fits in the ring):
-    // holding its first fragments can never keep its last ones out.
-    const bool atomic = std::uint64_t{m.total_length} + std::uint64_t{m.frag_count} * 2 * detail::record_align <=
-                        map.capacity();
-    return deliver(m, std::move(body), origin_of('r', ring_id, tail), hold, atomic, out);
+    return deliver(m, std::move(body), origin_of('r', ring_id, tail), hold, atomic_message(m), out);
+  }
+
+  // Whether the producer reserved the record's message in one step: its
+  // slots fit in the ring (the producer's rule, ring.cpp). Then holding its
+  // first fragments can never keep its last ones out.
+  bool atomic_message(const detail::RecordMeta& m) const noexcept {
+    if (m.frag_count <= 1) return true;
+    const std::uint64_t max = std::min<std::uint64_t>(map.capacity() / 4 - detail::record_header_size, 0x7fffffffu);
+    const std::uint64_t full = std::uint64_t{m.frag_count} - 1;
+    if (full * max > m.total_length) return false;  // inconsistent: do not hold
+    const std::uint64_t slots = full * detail::slot_size(max) + detail::slot_size(m.total_length - full * max);
+    return slots <= map.capacity();
   }
 
   // One good record (from the ring or a spill journal).
@@ -414,6 +440,7 @@ struct RingConsumer::Impl {
     RingHeader& h = map.header();
     if (options.auto_commit) remove_spills({});
     for (;;) {
+      if (spilled.empty() && more_spills) import_spill();  // the next journal, before the ring
       if (auto m = take_spilled()) {
         ++stats.messages;
         stats.bytes += m->body.size();
@@ -433,7 +460,7 @@ struct RingConsumer::Impl {
         drop_stuck_partials();
         // Read to the end: look for journals producers spilled meanwhile.
         if (now - last_spill_scan_ns >= 200'000'000u) {
-          import_spills();
+          import_spill();
           if (!spilled.empty()) continue;
         }
       }
@@ -463,7 +490,8 @@ std::optional<RingMessage> RingConsumer::next(std::chrono::milliseconds timeout)
   try {
     return impl_->next(timeout);
   } catch (const std::bad_alloc&) {
-    impl_->report("ring: out of memory while reading a record");
+    ++impl_->stats.incomplete;  // counted: the record it was reading is lost
+    impl_->report("ring: out of memory while reading a record; it is counted incomplete");
     return std::nullopt;
   }
 }
@@ -480,9 +508,16 @@ std::uint64_t RingConsumer::committed_position() const noexcept {
 bool RingConsumer::has_partial() const noexcept { return !impl_->partials.empty(); }
 
 void RingConsumer::abandon_partials() {
-  while (!impl_->partials.empty()) {
-    const auto key = impl_->partials.begin()->first;
-    impl_->drop_partial(key.first, key.second, "the consumer stopped before its last fragment");
+  auto& partials = impl_->partials;
+  for (auto it = partials.begin(); it != partials.end();) {
+    const auto next_it = std::next(it);
+    // Without auto_commit a message reserved in one step stays uncommitted
+    // (held) for the next consumer: only the others are lost here.
+    if (impl_->options.auto_commit || !it->second.atomic) {
+      const auto key = it->first;
+      impl_->drop_partial(key.first, key.second, "the consumer stopped before its last fragment");
+    }
+    it = next_it;
   }
 }
 

@@ -534,6 +534,103 @@ TEST(Durability, ARestartedDrainCutsATornLineAndSkipsLinesAlreadyWritten) {
   EXPECT_NE(said.find("29 already in the sidecar"), std::string::npos) << said;
 }
 
+TEST(Durability, AStoppedDrainLeavesAHalfPairForTheNextDrain) {
+  Rig rig("halfpair");
+  {
+    RingProducer p(rig.ring);
+    p.write(RecordType::raw_output, 5, raw_body(5, 10));  // its metrics record comes later
+  }
+  const pid_t first = start_drain({"--ring", rig.ring, "--out", rig.out}, rig.err);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stop_drain(first), 0) << slurp(rig.err);
+  EXPECT_EQ(slurp(rig.out), "") << "no pairing failure for a raw output that may still be paired";
+  EXPECT_NE(slurp(rig.err).find("left in the ring for the next drain"), std::string::npos) << slurp(rig.err);
+  {
+    RingProducer p(rig.ring);
+    p.write(RecordType::metrics, 5, metrics_body(5, true));
+  }
+  const pid_t second = start_drain({"--ring", rig.ring, "--out", rig.out}, rig.err);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(stop_drain(second), 0) << slurp(rig.err);
+  std::size_t bad = 0;
+  const auto seen = sidecar_indexes(rig.out, &bad);  // (asserts every line passed)
+  EXPECT_EQ(bad, 0u);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen.begin()->first, 5u);
+  EXPECT_EQ(seen.begin()->second, 1);
+}
+
+TEST(Durability, PairingDoesNotDependOnOrderAndADedupSeesEitherHalf) {
+  const auto raw_msg = [](const std::string& origin) {
+    RingMessage m;
+    m.type = RecordType::raw_output;
+    m.pid = 77;
+    m.payload_index = 9;
+    m.body = raw_body(9, 10);
+    m.origin = origin;
+    return m;
+  };
+  RingMessage met;
+  met.type = RecordType::metrics;
+  met.pid = 77;
+  met.payload_index = 9;
+  met.body = metrics_body(9, true);
+  met.origin = "s:00000000000000aa:64";
+  met.hold.spills = {0xaa};
+  std::vector<std::string> lines;
+  {
+    // The metrics record first (a journal imported before the ring).
+    Drain d([&](std::string_view l) { lines.emplace_back(l); });
+    d.consume(met);
+    EXPECT_EQ(d.pending(), 1u);
+    EXPECT_NE(d.hold().spills.size(), 0u) << "a waiting half holds its records";
+    d.consume(raw_msg("r:00000000000000bb:128"));
+    EXPECT_EQ(d.pending(), 0u);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_NE(lines[0].find("\"passed\":true"), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find("\"record\":\"s:00000000000000aa:64 r:00000000000000bb:128\""), std::string::npos)
+        << lines[0];
+  }
+  {
+    // A sidecar that already holds a line made from the raw output alone
+    // (a pairing failure written before a crash): the pair is not written.
+    DrainOptions o;
+    o.already_written = {"r:00000000000000bb:128"};
+    std::vector<std::string> again;
+    Drain d([&](std::string_view l) { again.emplace_back(l); }, o);
+    d.consume(raw_msg("r:00000000000000bb:128"));
+    d.consume(met);
+    EXPECT_TRUE(again.empty());
+    EXPECT_EQ(d.summary().duplicates, 1u);
+  }
+}
+
+TEST(Durability, AJournalThatCannotBeReadIsLeftInPlace) {
+  Rig rig("badjournal");
+  const std::string spill = rig.dir.path + "/spill";
+  std::filesystem::create_directories(spill);
+  const std::string bad = spill + "/" + rig.ring.name + ".spill.00000000000000000001.1.0";
+  std::ofstream(bad) << std::string(100, 'x');  // no valid header
+  const std::string foreign = spill + "/" + rig.ring.name + ".spill.x.y";  // not a journal's name
+  std::ofstream(foreign) << "x";
+  const pid_t producer = fork_child([&] {
+    std::uint64_t undelivered = 0;
+    const int rc = emit_without_consumer(rig.ring, 20, spill, &undelivered);
+    return rc != 0 ? rc : undelivered == 0 ? 0 : 7;
+  });
+  ASSERT_TRUE(exited_ok(wait_child(producer, 60s)));
+  const pid_t drain = start_drain({"--ring", rig.ring, "--out", rig.out, "--spill-dir", spill}, rig.err);
+  std::this_thread::sleep_for(400ms);
+  EXPECT_EQ(stop_drain(drain), 1) << "an unreadable journal is reported as a problem";
+  expect_exactly_once(rig.out, 20);
+  EXPECT_TRUE(std::filesystem::exists(bad)) << "an unreadable journal must stay for a later drain";
+  EXPECT_TRUE(std::filesystem::exists(foreign));
+  EXPECT_NE(slurp(rig.err).find("left in place"), std::string::npos) << slurp(rig.err);
+  std::size_t journals = 0;
+  for (const auto& e : std::filesystem::directory_iterator(spill)) journals += e.path() != bad && e.path() != foreign;
+  EXPECT_EQ(journals, 0u) << "the good journals were imported and removed";
+}
+
 TEST(Durability, AnUncommittedMessageIsDeliveredAgainWithTheSameOrigin) {
   RingName ring("recommit");
   RingOptions o;

@@ -237,6 +237,8 @@ class PAYLOADRUN_API RingConsumer {
   /// True while a fragmented message is partly read.
   bool has_partial() const noexcept;
   /// Count fragmented messages still partly read as incomplete (at exit).
+  /// Without auto_commit, those reserved in one step stay held (commit()
+  /// keeps them for the next consumer); only larger ones are given up.
   void abandon_partials();
   const RingStats& stats() const noexcept;
   /// Human-readable reports of problems (corrupt, abandoned, incomplete)
@@ -281,9 +283,10 @@ struct DrainOptions {
   std::string extractor;
   /// Bound on one extractor run; it is killed after this.
   std::chrono::milliseconds extractor_timeout{60000};
-  /// A raw output whose metrics record has not come after this long gets
-  /// a pairing-failure line from expire() (longer than a producer's
-  /// stall_timeout, after which a missing record would have been spilled).
+  /// A half of a Deferred pair whose other half has not come after this
+  /// long gets a pairing-failure line from expire() (longer than a
+  /// producer's stall_timeout, after which a missing record would have
+  /// been spilled).
   std::chrono::milliseconds pairing_timeout{60000};
   /// Origins (RingMessage::origin) of lines the sidecar already holds: a
   /// message delivered again is then consumed without a second line.
@@ -303,8 +306,10 @@ struct DrainSummary {
 ///  "unit","source","stream"}],"record"}, where "record" is the origin of
 /// the message the line was made from (for deduplication after a crash).
 /// Deferred raw output is paired with its metrics record by (producer pid,
-/// payload_index) and extracted here. A raw output waiting for its pair is
-/// held: commit with hold() so its records stay in the ring until then.
+/// payload_index) and extracted here, whichever of the two comes first; a
+/// line made from both carries both origins in "record" (space-separated).
+/// A half waiting for its pair is held: commit with hold() so its records
+/// stay in the ring until then.
 class PAYLOADRUN_API Drain {
  public:
   using LineSink = std::function<void(std::string_view line)>;
@@ -314,12 +319,17 @@ class PAYLOADRUN_API Drain {
   Drain& operator=(Drain&&) noexcept;
   /// Process one message (never throws for bad bodies: they are counted).
   void consume(const RingMessage& message);
-  /// Emit a pairing failure line for every raw output still unpaired.
+  /// Emit a pairing failure line for every half of a Deferred pair still
+  /// unpaired (a consumer that stops for good; one that will be restarted
+  /// commits with hold() instead and leaves them for its successor).
   void finish();
-  /// The same for raw outputs unpaired for longer than pairing_timeout.
+  /// The same for those unpaired for longer than pairing_timeout.
   void expire();
-  /// What the raw outputs waiting for their pair keep uncommitted.
+  /// What the halves of Deferred pairs waiting for each other keep
+  /// uncommitted.
   RingHold hold() const;
+  /// Raw outputs and Deferred metrics records waiting for their pair.
+  std::size_t pending() const noexcept;
   const DrainSummary& summary() const noexcept;
   /// Decode failures and similar problems since the last call.
   std::vector<std::string> take_reports();

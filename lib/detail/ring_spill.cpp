@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,7 +12,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -48,16 +48,30 @@ bool write_all(int fd, const char* p, std::size_t n) {
   return true;
 }
 
-// The producer pid in "NAME.spill.<ns>.<pid>.<seq>[.tmp]".
-std::uint32_t pid_of(std::string_view rest) {
-  // rest = "<ns>.<pid>.<seq>[.tmp]"
-  const auto a = rest.find('.');
-  if (a == std::string_view::npos) return 0;
-  const auto b = rest.find('.', a + 1);
-  if (b == std::string_view::npos) return 0;
-  std::uint32_t pid = 0;
-  std::from_chars(rest.data() + a + 1, rest.data() + b, pid);
-  return pid;
+// "<20 digits>.<digits>.<digits>" with an optional ".tmp": a journal's
+// name after "NAME.spill." (so ring "a" never takes ring "a.spill.x"'s).
+bool well_formed(std::string_view rest) {
+  if (rest.ends_with(".tmp")) rest.remove_suffix(4);
+  int fields = 0;
+  std::size_t digits = 0;
+  for (char ch : rest) {
+    if (ch == '.') {
+      if (digits == 0) return false;
+      ++fields;
+      digits = 0;
+    } else if (ch >= '0' && ch <= '9') {
+      ++digits;
+    } else {
+      return false;
+    }
+  }
+  return fields == 2 && digits != 0 && rest.find('.') == 20;
+}
+
+// A .tmp whose writer is gone: its flock can be taken.
+bool abandoned_tmp(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  return fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
 }
 
 }  // namespace
@@ -77,6 +91,7 @@ std::string write_spill(const std::string& dir, const std::string& ring_name, st
   const std::string tmp_path = final_path + ".tmp";
   UniqueFd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return fmt::format("cannot create spill file {}: {}", tmp_path, std::strerror(errno));
+  ::flock(fd.get(), LOCK_EX);  // "being written": a consumer leaves a locked .tmp alone
   const auto failed = [&](const char* what) {
     const int err = errno;
     ::unlink(tmp_path.c_str());
@@ -142,11 +157,10 @@ std::vector<std::string> list_spills(const std::string& dir, const std::string& 
     std::string_view n = e->d_name;
     if (!n.starts_with(prefix)) continue;
     const std::string_view rest = n.substr(prefix.size());
-    if (rest.ends_with(".tmp")) {
-      // Still being written, unless its producer is gone (then its whole
-      // records are imported; the torn one at its end is reported).
-      if (pid_alive(pid_of(rest))) continue;
-    }
+    if (!well_formed(rest)) continue;
+    // A .tmp is still being written, unless its producer is gone (then its
+    // whole records are imported; a torn one at its end is reported).
+    if (rest.ends_with(".tmp") && !abandoned_tmp(d + "/" + std::string(n))) continue;
     names.emplace_back(n);
   }
   ::closedir(dp);
@@ -163,8 +177,14 @@ SpillContents read_spill(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    out.problems.push_back(fmt::format("spill file {} cannot be read: {}", path,
+    out.problems.push_back(fmt::format("spill file {} cannot be read ({}); left in place", path,
                                        fd ? "not a regular file" : std::strerror(errno)));
+    return out;
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > max_spill_file) {
+    out.problems.push_back(fmt::format("spill file {} is {} bytes, more than a journal can be ({}); "
+                                       "left in place",
+                                       path, st.st_size, max_spill_file));
     return out;
   }
   std::string data;
@@ -173,7 +193,12 @@ SpillContents read_spill(const std::string& path) {
   while (got < data.size()) {
     const ssize_t r = ::read(fd.get(), data.data() + got, data.size() - got);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
+    if (r < 0) {
+      out.problems.push_back(fmt::format("spill file {} cannot be read ({}); left in place", path,
+                                         std::strerror(errno)));
+      return out;
+    }
+    if (r == 0) break;
     got += static_cast<std::size_t>(r);
   }
   data.resize(got);
@@ -184,11 +209,14 @@ SpillContents read_spill(const std::string& path) {
   }
   std::memcpy(&h, data.data(), sizeof h);
   if (h.magic != spill_magic || h.version != spill_version || h.header_crc != spill_header_crc(h)) {
-    out.problems.push_back(fmt::format("spill file {} has no valid header (magic {:#x}, version {})",
+    out.problems.push_back(fmt::format("spill file {} has no valid header (magic {:#x}, version {}); "
+                                       "left in place",
                                        path, h.magic, h.version));
     return out;
   }
   out.spill_id = h.spill_id;
+  out.readable = true;
+  const bool tmp = path.ends_with(".tmp");
   std::size_t off = sizeof h;
   while (off + record_header_size <= data.size()) {
     RecordHeader rh;
@@ -200,6 +228,7 @@ SpillContents read_spill(const std::string& path) {
       out.problems.push_back(fmt::format("spill file {}: record at offset {} is torn or corrupt; "
                                          "{} bytes after it are not imported",
                                          path, off, data.size() - off));
+      out.damaged = !tmp;  // a dead writer's torn end is expected; a finished file's is not
       break;
     }
     std::string body(data.data() + off + record_header_size, rh.length);
@@ -207,6 +236,7 @@ SpillContents read_spill(const std::string& path) {
       out.problems.push_back(fmt::format("spill file {}: record at offset {} (pid {}, payload index "
                                          "{}) failed its body checksum; dropped",
                                          path, off, rh.pid, rh.payload_index));
+      out.damaged = true;
     } else {
       out.records.push_back({meta_of(rh), std::move(body), off});
     }

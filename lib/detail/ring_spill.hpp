@@ -45,7 +45,8 @@ std::string write_spill(const std::string& dir, const std::string& ring_name, st
                         const std::vector<SpillRecord>& records);
 
 /// Spill files of `ring_name` ready for import, oldest first: every
-/// finished file, and the .tmp file of a producer that died while writing.
+/// finished file, and the .tmp file of a producer that died while writing
+/// (a writer holds an flock on its .tmp: one that can be locked is dead).
 std::vector<std::string> list_spills(const std::string& dir, const std::string& ring_name);
 
 /// A spill file read back.
@@ -58,7 +59,18 @@ struct SpillContents {
   };
   std::vector<Record> records;
   std::vector<std::string> problems;  // torn tail, bad checksums, unreadable file
+  /// False: the file could not be read at all (open, read, size, header);
+  /// it must stay where it is for a later consumer.
+  bool readable = false;
+  /// A finished journal with a damaged record (not a .tmp of a dead
+  /// producer): keep it for a human to look at.
+  bool damaged = false;
 };
+
+/// Largest spill file a consumer reads (a producer writes at most
+/// spill_chunk_bytes of records per file).
+inline constexpr std::uint64_t max_spill_file = std::uint64_t{1} << 30;
+inline constexpr std::uint64_t spill_chunk_bytes = std::uint64_t{64} << 20;
 
 /// Read every whole, checksummed record of a spill file (never throws for
 /// its contents; what could not be read is in `problems`).
