@@ -46,6 +46,11 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
   std::string().swap(inv.out.data);
   std::string().swap(inv.err.data);
 
+  if (inv.status_error) {
+    // A lost status must never pass for an exit code or a death by signal.
+    c.error = *inv.status_error;
+    c.result.merge(AssertResult::fail(AssertDetail{DetailKind::other, *inv.status_error}));
+  }
   PayloadMetrics& m = c.metrics;
   m.exit_code = inv.exit_code;
   m.timed_out = inv.timed_out;
@@ -96,7 +101,9 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
   }
   apply_hints(m, p.metrics);
   m.payload_index = next_payload_index(impl.options);
-  c.result = evaluate_checks(inv.checks, m, c.stderr_text);
+  AssertResult checked = evaluate_checks(inv.checks, m, c.stderr_text);
+  checked.merge(std::move(c.result));  // a lost status (above) stays a failure
+  c.result = std::move(checked);
   if (impl.emitter) {
     emit_safely(*impl.emitter, "metrics", p.name, c,
                 [](Emitter& e, const Completion& r) { e.emit_metrics(r); });

@@ -10,6 +10,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fmt/format.h>
+
+#include "detail/pidfd_exit.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 
@@ -151,9 +154,31 @@ void on_pidfd_ready(Invocation& inv) {
                   WEXITED | WNOHANG);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
-    // ECHILD: someone else reaped our child (a host calling waitpid(-1)).
-    logger()->error("payload '{}': waitid on its pidfd failed: {}; exit status unknown",
-                    inv.payload->name, std::strerror(errno));
+    // ECHILD: the kernel or someone else reaped our child (SIGCHLD set to
+    // SIG_IGN after we started, a host calling waitpid(-1)). Linux >= 6.15
+    // still reports the status through the pidfd.
+    const int err = errno;
+    // The kernel stores the status at release, which may trail the pidfd's
+    // wake-up by a moment: a few short retries (only on this rare path).
+    std::optional<int> st = pidfd_exit_status(inv.pidfd.get());
+    for (int i = 0; !st && err == ECHILD && pidfd_exit_info_supported() && i < 50; ++i) {
+      ::usleep(100);
+      st = pidfd_exit_status(inv.pidfd.get());
+    }
+    if (st) {
+      if (WIFEXITED(*st)) {
+        on_leader_exit(inv, WEXITSTATUS(*st), std::nullopt);
+      } else {
+        on_leader_exit(inv, -1, WIFSIGNALED(*st) ? std::optional<int>(WTERMSIG(*st)) : std::nullopt);
+      }
+      return;
+    }
+    inv.status_error = fmt::format(
+        "exit status lost: waitid on the pidfd failed: {} ({}); the child was reaped by someone "
+        "else (SIGCHLD set to SIG_IGN, or a waitpid(-1) in this process) and this kernel cannot "
+        "report it through the pidfd (PIDFD_INFO_EXIT needs Linux 6.15)",
+        std::strerror(err), strerrorname_np(err) != nullptr ? strerrorname_np(err) : "?");
+    logger()->error("payload '{}': {}", inv.payload->name, *inv.status_error);
     on_leader_exit(inv, -1, std::nullopt);
     return;
   }

@@ -548,6 +548,7 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
     if (inv->backend == SpawnBackend::uv_spawn) {
       uv_backend(impl, *inv, run, plan, exec_path);
     } else {
+      ensure_exit_status_kept(impl);
       clone_vfork(impl, *inv, run, plan, exec_path);
     }
   } catch (...) {

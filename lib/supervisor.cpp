@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/pidfd_exit.hpp"
 #include "detail/cgroup.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
@@ -328,24 +329,7 @@ void init_impl(Supervisor::Impl& impl) {
   detail::init_spawn_slots(impl);
   detail::init_watch_set(impl);
 
-  // SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap our
-  // children itself and hide their exit status. Plain SIG_DFL is safe: then
-  // no watcher, and no handler runs per exit. Anything else gets a libuv
-  // watcher, which keeps a handler installed for as long as we live (libuv
-  // shares it among watchers): that includes a handler that may be another
-  // Supervisor's watcher, which may go (and restore SIG_IGN) before we do.
-  ::sigaction(SIGCHLD, nullptr, &impl.sigchld_original);
-  const bool plain_default = impl.sigchld_original.sa_handler == SIG_DFL &&
-                             (impl.sigchld_original.sa_flags & SA_NOCLDWAIT) == 0;
-  if (plain_default) return;
-  // Restore at the end only a disposition (SIG_IGN, SA_NOCLDWAIT), never a
-  // handler function: that one belongs to whoever installed it.
-  impl.sigchld_restore = impl.sigchld_original.sa_handler == SIG_IGN ||
-                         impl.sigchld_original.sa_handler == SIG_DFL;
-  impl.sigchld = std::make_unique<uv_signal_t>();
-  uv_signal_init(impl.loop, impl.sigchld.get());
-  uv_signal_start(impl.sigchld.get(), on_sigchld, SIGCHLD);
-  uv_unref(reinterpret_cast<uv_handle_t*>(impl.sigchld.get()));
+  detail::ensure_exit_status_kept(impl);
 }
 
 void on_sigchld_closed(uv_handle_t* h) {
@@ -354,6 +338,33 @@ void on_sigchld_closed(uv_handle_t* h) {
 }
 
 }  // namespace
+
+namespace detail {
+
+// SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT) makes the kernel reap our
+// children itself and hide their exit status from waitid. On Linux >= 6.15
+// the pidfd keeps it: then nothing is installed and the disposition is
+// never touched, whatever the host does with SIGCHLD, whenever. Older
+// kernels: checked at construction and at every spawn (the seed's per-run
+// guard); anything but plain SIG_DFL gets a libuv watcher, which keeps a
+// handler installed for as long as we live (libuv shares it among
+// watchers; it may be another Supervisor's, which may go first).
+void ensure_exit_status_kept(Supervisor::Impl& impl) {
+  if (impl.sigchld || pidfd_exit_info_supported()) return;
+  struct sigaction current {};
+  ::sigaction(SIGCHLD, nullptr, &current);
+  if (current.sa_handler == SIG_DFL && (current.sa_flags & SA_NOCLDWAIT) == 0) return;
+  impl.sigchld_original = current;
+  // Restore at the end only a disposition (SIG_IGN, SA_NOCLDWAIT), never a
+  // handler function: that one belongs to whoever installed it.
+  impl.sigchld_restore = current.sa_handler == SIG_IGN || current.sa_handler == SIG_DFL;
+  impl.sigchld = std::make_unique<uv_signal_t>();
+  uv_signal_init(impl.loop, impl.sigchld.get());
+  uv_signal_start(impl.sigchld.get(), on_sigchld, SIGCHLD);
+  uv_unref(reinterpret_cast<uv_handle_t*>(impl.sigchld.get()));
+}
+
+}  // namespace detail
 
 Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);

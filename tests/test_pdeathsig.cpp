@@ -278,7 +278,19 @@ TEST_F(DieWithSupervisor, ChildWhoseSupervisorDiedBeforeItArmedPdeathsigNeverSta
     if (event == PTRACE_EVENT_VFORK || event == PTRACE_EVENT_FORK || event == PTRACE_EVENT_CLONE) {
       unsigned long msg = 0;
       ASSERT_EQ(::ptrace(PTRACE_GETEVENTMSG, helper.pid(), nullptr, &msg), 0);
-      child = static_cast<pid_t>(msg);
+      const auto cloned = static_cast<pid_t>(msg);
+      // A payload's clone shares the supervisor's memory (CLONE_VM). Any
+      // other child (the one-off probe for pidfd exit status) goes on.
+      constexpr int kcmp_vm = 1;  // KCMP_VM
+      const long same_vm = ::syscall(SYS_kcmp, helper.pid(), cloned, kcmp_vm, 0, 0);
+      if (same_vm == 0 || (same_vm < 0 && errno == ENOSYS)) {
+        child = cloned;
+      } else {
+        const auto st2 = wait_stop(cloned);  // its initial stop
+        ASSERT_TRUE(st2 && WIFSTOPPED(*st2));
+        ASSERT_EQ(::ptrace(PTRACE_DETACH, cloned, nullptr, nullptr), 0) << std::strerror(errno);
+        ASSERT_EQ(::ptrace(PTRACE_CONT, helper.pid(), nullptr, nullptr), 0);
+      }
     } else {
       // A signal-delivery stop (or group stop): pass the signal on.
       const int sig = event == 0 ? WSTOPSIG(*st) : 0;

@@ -459,6 +459,46 @@ TEST_F(HostIntegration, ASecondSupervisorKeepsExitCodesWhenTheFirstGoesUnderSigI
   ::sigaction(SIGCHLD, &old, nullptr);
 }
 
+// Issue 15: SIGCHLD set to SIG_IGN by the host AFTER the Supervisor was
+// made (the kernel then auto-reaps, and waitid on the pidfd says ECHILD):
+// exit codes and death signals stay exact (the pidfd keeps the status on
+// Linux >= 6.15; older kernels install a watcher at the spawn), and a
+// status that is truly lost is an error, never a plausible value.
+TEST_F(HostIntegration, SigchldIgnoredAfterConstructionStillGivesExactStatus) {
+  Supervisor& s = sup();
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ::sigaction(SIGCHLD, &ign, &old);
+  auto c = s.payload(child_payload("code", {"exit", "7"})).run();
+  Payload sleeper = child_payload("sleeper", {"sleep", "30000"});
+  auto k = s.payload(sleeper).timeout(std::chrono::milliseconds(200)).run();
+  ::sigaction(SIGCHLD, &old, nullptr);
+  EXPECT_EQ(c.metrics.exit_code, 7);
+  EXPECT_FALSE(c.error) << *c.error;
+  EXPECT_TRUE(k.metrics.timed_out);
+  EXPECT_EQ(k.metrics.killed_by_signal, std::optional<int>(SIGKILL));
+  EXPECT_FALSE(k.error) << *k.error;
+}
+
+TEST_F(HostIntegration, WherePidfdsKeepTheStatusSigchldIsNeverTouched) {
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ::sigaction(SIGCHLD, &ign, &old);
+  {
+    Supervisor& s = sup();
+    struct sigaction during {};
+    ::sigaction(SIGCHLD, nullptr, &during);
+    EXPECT_EQ(during.sa_handler, SIG_IGN) << "a SIGCHLD handler was installed although the pidfd keeps the status";
+    EXPECT_EQ(s.payload(child_payload("code", {"exit", "9"})).run().metrics.exit_code, 9);
+    ::sigaction(SIGCHLD, nullptr, &during);
+    EXPECT_EQ(during.sa_handler, SIG_IGN);
+    sup_.reset();
+  }
+  ::sigaction(SIGCHLD, &old, nullptr);
+}
+
 TEST_F(HostIntegration, HostsOwnUvSpawnChildKeepsItsExitStatus) {
   Supervisor& s = sup();
   struct HostChild {

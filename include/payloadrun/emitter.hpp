@@ -23,8 +23,11 @@ struct Completion {
   std::string stderr_text;
   /// The pid the payload ran as.
   int pid = 0;
-  /// Set only when supervision itself failed after a successful spawn
-  /// (a read or wait error). The other fields hold what was gathered.
+  /// Set only when supervision itself failed after a successful spawn:
+  /// today, when the exit status was lost (someone else reaped the child
+  /// on a kernel whose pidfds cannot report it); then exit_code is -1,
+  /// killed_by_signal is empty and `result` fails with this text. The
+  /// other fields hold what was gathered.
   std::optional<std::string> error;
 };
 

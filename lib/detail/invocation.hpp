@@ -82,6 +82,7 @@ struct Invocation {
   bool leader_exited = false;  // exit observed and status collected
   int exit_code = 0;
   std::optional<int> term_signal;
+  std::optional<std::string> status_error;  // the exit status could not be collected
   bool timed_out = false;
   bool killed = false;
   bool drain_cut_short = false;
@@ -195,6 +196,9 @@ void release_pins(Supervisor::Impl& impl) noexcept;
 long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept;
 /// Wait for the process behind `pidfd` to end and reap it.
 bool reap_pidfd_blocking(int pidfd) noexcept;
+/// Make sure exit statuses survive the host's SIGCHLD disposition (a
+/// watcher where the pidfd cannot report them); at construction and spawn.
+void ensure_exit_status_kept(Supervisor::Impl& impl);
 void close_handle(Invocation& inv, uv_handle_t* h);
 /// Close the handle `h` if `open` says it is open (and clear the flag).
 template <class Handle>
