@@ -7,8 +7,8 @@
 //    parent that does not exist: that or Error(cgroup) once accepted);
 //  - a name is accepted exactly when the rules of detail/cgroup.hpp say so
 //    (an independent re-statement below), and PayloadRun::in_cgroup agrees;
-//  - an accepted name is the input without its leading '/', validates to
-//    itself again, and joined to a parent the way spawn.cpp joins it
+//  - an accepted name is the input's non-empty, non-"." components joined
+//    by '/', validates to itself again, and joined to a parent the way spawn.cpp joins it
 //    ("{parent}/{name}") and lexically normalised, stays strictly under the
 //    parent (checked with std::filesystem and with a plain component walk);
 //  - an accepted prefix makes a direct child of the parent.
@@ -46,12 +46,13 @@ std::vector<std::string_view> split(std::string_view s) {
 // The rules of detail/cgroup.hpp, restated.
 bool ref_acceptable(std::string_view name) {
   if (name.find('\0') != std::string_view::npos || name.find('\n') != std::string_view::npos) return false;
-  while (!name.empty() && name.front() == '/') name.remove_prefix(1);
-  if (name.empty()) return false;
+  std::size_t kept = 0;
   for (std::string_view part : split(name)) {
-    if (part.empty() || part == "." || part == ".." || part.size() > NAME_MAX) return false;
+    if (part.empty() || part == ".") continue;  // dropped, as a path join drops them
+    if (part == ".." || part.size() > NAME_MAX) return false;
+    ++kept;
   }
-  return true;
+  return kept > 0;
 }
 
 // Components of `path` (absolute) after resolving "." and ".." lexically;
@@ -122,9 +123,13 @@ void check_name(std::string_view name) {
   if (!accepted) return;
   FUZZ_CHECK(run.cgroup() && *run.cgroup() == result, "in_cgroup stored a different name");
 
-  std::string_view stripped = name;
-  while (!stripped.empty() && stripped.front() == '/') stripped.remove_prefix(1);
-  FUZZ_CHECK(result == stripped, "result " + fuzz::quoted(result) + " is not the name without leading '/'");
+  std::string normal;
+  for (std::string_view part : split(name)) {
+    if (part.empty() || part == ".") continue;
+    if (!normal.empty()) normal += '/';
+    normal += part;
+  }
+  FUZZ_CHECK(result == normal, "result " + fuzz::quoted(result) + " is not the name's components joined");
   FUZZ_CHECK(payloadrun::detail::validate_cgroup_name(result) == result, "validation is not idempotent");
   check_stays_under(std::string(parent) + "/" + result, 1, static_cast<std::size_t>(-1) / 2);
 }

@@ -23,16 +23,14 @@ void on_stdin_written(uv_write_t* req, int status) {
       logger()->warn("payload '{}': writing stdin failed: {}", inv->payload->name,
                      uv_strerror(status));
     }
-    close_if_open(*inv, inv->stdin_open, &inv->stdin_pipe);
+    close_slot(*inv, inv->stdin_pipe);
   });
 }
 
-void open_pipe(Invocation& inv, uv_pipe_t& pipe, UniqueFd fd, const char* what) {
-  uv_loop_t* loop = inv.impl->loop;
-  uv_pipe_init(loop, &pipe, 0);
-  pipe.data = &inv;
-  ++inv.open_handles;
-  const int rc = uv_pipe_open(&pipe, fd.get());
+void open_pipe(Invocation& inv, HandleSlot<uv_pipe_t>& pipe, UniqueFd fd, const char* what) {
+  uv_pipe_init(inv.impl->loop, &pipe.handle, 0);
+  slot_opened(inv, pipe);
+  const int rc = uv_pipe_open(&pipe.handle, fd.get());
   if (rc != 0) {
     throw Error(Errc::io,
                 fmt::format("spawn payload '{}': cannot watch its {}: {}", inv.payload->name, what,
@@ -47,23 +45,19 @@ void open_pipe(Invocation& inv, uv_pipe_t& pipe, UniqueFd fd, const char* what) 
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write) {
   inv.out.fd = std::move(out);
   inv.out.tag.kind = WatchKind::out;
-  inv.out.open = true;
   watch_fd(inv, inv.out.fd.get(), inv.out.tag, "stdout");
   inv.err.fd = std::move(err);
   inv.err.tag.kind = WatchKind::err;
-  inv.err.open = true;
   watch_fd(inv, inv.err.fd.get(), inv.err.tag, "stderr");
   if (stdin_write) {
-    inv.stdin_open = true;
     open_pipe(inv, inv.stdin_pipe, std::move(stdin_write), "stdin");
     uv_buf_t buf = uv_buf_init(inv.stdin_data.data(), static_cast<unsigned>(inv.stdin_data.size()));
     inv.stdin_req.data = &inv;
-    const int rc = uv_write(&inv.stdin_req, reinterpret_cast<uv_stream_t*>(&inv.stdin_pipe), &buf,
-                            1, on_stdin_written);
+    const int rc = uv_write(&inv.stdin_req, reinterpret_cast<uv_stream_t*>(&inv.stdin_pipe.handle),
+                            &buf, 1, on_stdin_written);
     if (rc != 0) {
       logger()->warn("payload '{}': cannot write stdin: {}", inv.payload->name, uv_strerror(rc));
-      inv.stdin_open = false;
-      close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.stdin_pipe));
+      close_slot(inv, inv.stdin_pipe);
     }
   }
 }
@@ -77,7 +71,7 @@ const char* stream_name(const Invocation& inv, const StreamCapture& s) {
 void on_stream_ready(Invocation& inv, StreamCapture& s) {
   // One read per readiness (level-triggered: more data means another event).
   char* buf = inv.impl->read_buffer.get();
-  const long nread = read_nowait(*inv.impl, s.fd.get(), buf, Supervisor::Impl::read_buffer_size);
+  const long nread = read_nowait(*inv.impl, s.fd.get(), buf, SupervisorImpl::read_buffer_size);
   if (nread > 0) {
     const auto n = static_cast<std::size_t>(nread);
     const std::size_t cap = inv.impl->options.capture_limit;
@@ -95,21 +89,20 @@ void on_stream_ready(Invocation& inv, StreamCapture& s) {
   }
   if (nread < 0 && errno == EAGAIN) return;
   if (nread < 0) {
+    const int e = errno;
     logger()->warn("payload '{}': reading {} failed: {}", inv.payload->name,
-                   stream_name(inv, s), std::strerror(errno));
+                   stream_name(inv, s), std::strerror(e));
   }
   close_stream(inv, s);  // EOF (or an error: nothing more will come)
   maybe_complete(inv);
 }
 
-void close_stream(Invocation& inv, StreamCapture& s) {
-  s.eof = true;
-  if (!s.open) return;
-  s.open = false;
+void close_stream(Invocation& inv, StreamCapture& s) noexcept {
+  s.at_eof = true;
   unwatch_fd(inv, s.fd.get(), s.tag);
   s.fd.reset();
 }
 
-bool streams_done(const Invocation& inv) { return inv.out.eof && inv.err.eof; }
+bool streams_done(const Invocation& inv) noexcept { return inv.out.at_eof && inv.err.at_eof; }
 
 }  // namespace payloadrun::detail

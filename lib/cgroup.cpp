@@ -293,36 +293,30 @@ std::string validate_cgroup_name(std::string_view name) {
   if (name.find('\n') != std::string_view::npos) {
     bad_argument("cgroup name '{}' contains a newline; the kernel rejects it in cgroup names", name);
   }
-  std::string_view rel = name;
-  while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
-  if (rel.empty()) bad_argument("cgroup name '{}' is empty or resolves to the parent cgroup", name);
+  // Joined as a path joins: empty and "." components vanish.
   std::vector<std::string_view> parts;
-  for (std::string_view rest = rel;;) {
+  for (std::string_view rest = name;;) {
     const bool last = rest.find('/') == std::string_view::npos;
-    parts.push_back(next_token(rest, '/'));
+    const std::string_view part = next_token(rest, '/');
+    if (!part.empty() && part != ".") parts.push_back(part);
     if (last) break;
   }
-  // ".." anywhere wins over the other complaints, as in the reference.
   for (auto p : parts) {
     if (p == "..") {
       bad_argument("cgroup name '{}' contains '..'; paths must stay within the supervisor's cgroup parent",
                    name);
     }
-  }
-  for (auto p : parts) {
-    if (p == ".") {
-      bad_argument("cgroup name '{}' contains a '.' component; write the path without it so each "
-                   "cgroup has one name", name);
-    }
-    if (p.empty()) {
-      bad_argument("cgroup name '{}' contains an empty component ('//' or a trailing '/'); write it "
-                   "as 'a/b'", name);
-    }
     if (p.size() > NAME_MAX) {
       bad_argument("cgroup name '{}' has a component longer than {} bytes", name, NAME_MAX);
     }
   }
-  return std::string(rel);
+  if (parts.empty()) bad_argument("cgroup name '{}' is empty or resolves to the parent cgroup", name);
+  std::string normal;
+  for (auto p : parts) {
+    if (!normal.empty()) normal += '/';
+    normal += p;
+  }
+  return normal;
 }
 
 std::optional<std::string> find_cgroup2_mount(const std::string& mountinfo_path) {

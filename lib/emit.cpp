@@ -1,6 +1,7 @@
 // Completion pipeline, on the loop thread when an invocation has ended:
-// extract (stdout first, stderr fallback) -> hints -> payload_index ->
-// checks -> emit -> deliver to the callback or the waiting handle.
+// extract (stdout first, stderr fallback) -> hints -> checks; then, at
+// completion for callbacks and at the terminal call for handles,
+// payload_index -> emit; then the callback.
 #include <atomic>
 
 #include <fmt/format.h>
@@ -31,13 +32,14 @@ void emit_safely(Emitter& emitter, const char* what, const std::string& payload,
 
 }  // namespace
 
-std::uint64_t next_payload_index(const SupervisorOptions& options) noexcept {
+std::uint64_t next_payload_index(std::uint64_t stride, std::uint64_t offset) noexcept {
   const std::uint64_t k = payload_invocation_counter.fetch_add(1, std::memory_order_relaxed);
-  return k * options.index_stride + options.index_offset;
+  return k * stride + offset;
 }
 
-Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
+Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
   const Payload& p = *inv.payload;
+  const ExitOutcome& o = inv.outcome;
   Completion c;
   c.payload_name = p.name;
   c.pid = inv.pid;
@@ -46,18 +48,18 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
   std::string().swap(inv.out.data);
   std::string().swap(inv.err.data);
 
-  if (inv.status_error) {
+  if (o.status_error) {
     // A lost status must never pass for an exit code or a death by signal.
-    c.error = *inv.status_error;
-    c.result.merge(AssertResult::fail(AssertDetail{DetailKind::other, *inv.status_error}));
+    c.error = *o.status_error;
+    c.result.merge(AssertResult::fail(AssertDetail{DetailKind::other, *o.status_error}));
   }
   PayloadMetrics& m = c.metrics;
-  m.exit_code = inv.exit_code;
-  m.timed_out = inv.timed_out;
-  m.killed_by_signal = inv.term_signal;
+  m.exit_code = o.exit_code;
+  m.timed_out = o.timed_out;
+  m.killed_by_signal = o.term_signal;
   m.stdout_truncated = inv.out.discarded > 0;
   m.stderr_truncated = inv.err.discarded > 0;
-  m.drain_cut_short = inv.drain_cut_short;
+  m.drain_cut_short = o.drain_cut_short;
   m.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - inv.start);
   if (inv.cgroup && inv.cgroup_owned) {
     const CgroupStats st = inv.cgroup->stats();
@@ -66,33 +68,14 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
     m.cgroup_pids_peak = st.pids_peak;
   }
 
-  if (const auto* deferred = std::get_if<output::Deferred>(&p.output)) {
-    // Raw output ships for consumer-side extraction; both records share one
-    // index. Only exit_code_eq can be judged here.
-    m.payload_index = next_payload_index(impl.options);
+  if (std::holds_alternative<output::Deferred>(p.output)) {
+    // Raw output ships for consumer-side extraction (record_invocation).
+    // Only exit_code_eq can be judged here.
     if (auto d = exit_code_mismatch_detail(inv.checks, m.exit_code, c.stderr_text)) {
       c.result.merge(AssertResult::fail(std::move(*d)));
     }
-    if (impl.emitter) {
-      RawPayloadOutput raw;
-      raw.payload_index = m.payload_index;
-      raw.payload_name = p.name;
-      raw.stdout_text = c.stdout_text;
-      raw.stderr_text = c.stderr_text;
-      raw.hint = deferred->hint;
-      raw.metric_hints = p.metrics;
-      raw.metric_bounds = p.metric_bounds;
-      raw.exit_code = m.exit_code;
-      raw.timed_out = m.timed_out;
-      raw.checks = inv.checks;
-      emit_safely(*impl.emitter, "raw output", p.name, raw,
-                  [](Emitter& e, const RawPayloadOutput& r) { e.emit_raw(r); });
-      emit_safely(*impl.emitter, "metrics", p.name, c,
-                  [](Emitter& e, const Completion& r) { e.emit_metrics(r); });
-    }
     return c;
   }
-
   if (std::holds_alternative<output::Json>(p.output)) {
     impl.extractor.extract(c.stdout_text, MetricSource::json, MetricStream::stdout_stream, m);
     if (m.empty() && !c.stderr_text.empty()) {
@@ -100,30 +83,62 @@ Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv) {
     }
   }
   apply_hints(m, p.metrics);
-  m.payload_index = next_payload_index(impl.options);
   AssertResult checked = evaluate_checks(inv.checks, m, c.stderr_text);
   checked.merge(std::move(c.result));  // a lost status (above) stays a failure
   c.result = std::move(checked);
-  if (impl.emitter) {
-    emit_safely(*impl.emitter, "metrics", p.name, c,
-                [](Emitter& e, const Completion& r) { e.emit_metrics(r); });
-  }
   return c;
 }
 
-void deliver(Invocation& inv) {
-  if (!inv.callback) return;  // a handle collects it
+void record_invocation(Invocation& inv, Emitter* emitter, Completion& c) noexcept {
+  if (inv.recorded) return;
+  inv.recorded = true;
+  const Payload& p = *inv.payload;
+  c.metrics.payload_index = next_payload_index(inv.index_stride, inv.index_offset);
+  if (emitter == nullptr) return;
+  if (const auto* deferred = std::get_if<output::Deferred>(&p.output)) {
+    // Both records share one index; the consumer pairs them.
+    try {
+      RawPayloadOutput raw;
+      raw.payload_index = c.metrics.payload_index;
+      raw.payload_name = p.name;
+      raw.stdout_text = c.stdout_text;
+      raw.stderr_text = c.stderr_text;
+      raw.hint = deferred->hint;
+      raw.metric_hints = p.metrics;
+      raw.metric_bounds = p.metric_bounds;
+      raw.exit_code = c.metrics.exit_code;
+      raw.timed_out = c.metrics.timed_out;
+      raw.checks = inv.checks;
+      emit_safely(*emitter, "raw output", p.name, raw,
+                  [](Emitter& e, const RawPayloadOutput& r) { e.emit_raw(r); });
+    } catch (...) {
+      try {
+        logger()->error("payload '{}': building its raw output record failed; it is lost", p.name);
+      } catch (...) {
+      }
+    }
+  }
+  emit_safely(*emitter, "metrics", p.name, c,
+              [](Emitter& e, const Completion& r) { e.emit_metrics(r); });
+}
+
+void deliver(Invocation& inv, Completion c) noexcept {
   CompletionCallback cb = std::move(inv.callback);
   inv.callback = nullptr;
-  inv.consumed = true;
-  Completion c = std::move(*inv.result);
-  inv.result.reset();
+  if (!cb) return;
+  const std::shared_ptr<const Payload> payload = inv.payload;  // the callback may free `inv`
   try {
     cb(std::move(c));
   } catch (const std::exception& e) {
-    logger()->error("payload '{}': the completion callback threw: {}", inv.payload->name, e.what());
+    try {
+      logger()->error("payload '{}': the completion callback threw: {}", payload->name, e.what());
+    } catch (...) {
+    }
   } catch (...) {
-    logger()->error("payload '{}': the completion callback threw", inv.payload->name);
+    try {
+      logger()->error("payload '{}': the completion callback threw", payload->name);
+    } catch (...) {
+    }
   }
 }
 

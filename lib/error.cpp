@@ -21,6 +21,25 @@ const char* to_string(Errc code) noexcept {
   return "unknown";
 }
 
+namespace {
+
+class ErrcCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "payloadrun"; }
+  std::string message(int value) const override {
+    return value >= 1 && value <= static_cast<int>(Errc::shut_down) + 1
+               ? to_string(static_cast<Errc>(value - 1))
+               : "unknown payloadrun error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const ErrcCategory category;
+  return category;
+}
+
 Emitter::~Emitter() = default;
 
 }  // namespace payloadrun

@@ -284,7 +284,7 @@ Errc exec_failure_code(int step, int e) {
 // outlive the spawn (EOF depends on it). Without slots: a no-op.
 class StdioSlots {
  public:
-  StdioSlots(Supervisor::Impl& impl, ChildPlan& plan) : impl_(impl), plan_(plan) {
+  StdioSlots(SupervisorImpl& impl, ChildPlan& plan) : impl_(impl), plan_(plan) {
     for (std::size_t i = 0; i < 3; ++i) original_[i] = plan.stdio[i];
     if (impl.spawn_keep_below == 0) return;
     for (std::size_t i = 0; i < 3; ++i) {
@@ -323,7 +323,7 @@ class StdioSlots {
   }
 
  private:
-  Supervisor::Impl& impl_;
+  SupervisorImpl& impl_;
   ChildPlan& plan_;
   int original_[3] = {-1, -1, -1};
   bool used_[3] = {false, false, false};
@@ -331,7 +331,7 @@ class StdioSlots {
 
 // Starts the child with clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD): we resume
 // once it has called execve (or failed), so failures are synchronous.
-void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
+void clone_vfork(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run,
                  ChildPlan& plan, const std::string& exec_path) {
   const Payload& p = *inv.payload;
   while (true) {
@@ -341,7 +341,7 @@ void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
     ::sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     int pidfd = -1;
-    char* stack_top = impl.child_stack.get() + Supervisor::Impl::child_stack_size;
+    char* stack_top = impl.child_stack.get() + SupervisorImpl::child_stack_size;
     const int flags = CLONE_VM | CLONE_VFORK | clone_pidfd_flag | SIGCHLD | (shared_table ? CLONE_FILES : 0);
     plan.failed_step = step_none;
     plan.failed_errno = 0;
@@ -386,15 +386,16 @@ void clone_vfork(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
 void on_uv_process_exit(uv_process_t* proc, int64_t exit_status, int term_signal) {
   auto* inv = static_cast<Invocation*>(proc->data);
   dispatch(inv->impl, "process exit", [&] {
+    kill_group(*inv, false);  // libuv has reaped the leader: its descendants go now
     if (term_signal != 0) {
-      on_leader_exit(*inv, -1, term_signal);
+      leader_exited(*inv, -1, term_signal);
     } else {
-      on_leader_exit(*inv, static_cast<int>(exit_status), std::nullopt);
+      leader_exited(*inv, static_cast<int>(exit_status), std::nullopt);
     }
   });
 }
 
-void uv_backend(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
+void uv_backend(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run,
                 ChildPlan& plan, const std::string& exec_path) {
   const Payload& p = *inv.payload;
   if (plan.cgroup_procs >= 0) {
@@ -417,24 +418,21 @@ void uv_backend(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run,
   opts.flags = plan.new_pgrp ? UV_PROCESS_DETACHED : 0;
   opts.stdio_count = 3;
   opts.stdio = stdio;
-  inv.process.data = &inv;
-  const int rc = ::uv_spawn(impl.loop, &inv.process, &opts);
+  const int rc = ::uv_spawn(impl.loop, &inv.process.handle, &opts);
   // uv_spawn initialises the handle even on failure; it must be closed.
-  inv.process_open = true;
-  ++inv.open_handles;
+  slot_opened(inv, inv.process);
   if (rc != 0) {
     const int e = -rc;
-    close_handle(inv, reinterpret_cast<uv_handle_t*>(&inv.process));
-    inv.process_open = false;
+    close_slot(inv, inv.process);
     throw_spawn(p, exec_failure_code(step_exec, e), exec_failure_text(p, exec_path, step_exec, e, run),
                 e);
   }
-  inv.pid = inv.process.pid;
+  inv.pid = inv.process.handle.pid;
 }
 
 // Resolve where the payload runs: a named cgroup under the supervisor's
 // parent, or a fresh one of its own. Validation happened in the builder.
-void prepare_cgroup(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& run) {
+void prepare_cgroup(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run) {
   const Payload& p = *inv.payload;
   if (!run.cgroup() && !run.wants_own_cgroup()) return;
   if (impl.cgroup_parent.empty()) {
@@ -463,7 +461,7 @@ void prepare_cgroup(Supervisor::Impl& impl, Invocation& inv, const PayloadRun& r
 
 }  // namespace
 
-void init_spawn_slots(Supervisor::Impl& impl) noexcept {
+void init_spawn_slots(SupervisorImpl& impl) noexcept {
   // close_range(~0U, ~0U, 0) closes nothing: 0 where the call exists.
   if (::syscall(SYS_close_range, ~0U, ~0U, 0U) != 0) {
     logger()->debug("close_range unavailable ({}): spawns copy the fd table", errno_text(errno));
@@ -487,7 +485,7 @@ void discard_cgroup(Invocation& inv) noexcept {
   inv.cgroup.reset();
 }
 
-std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const PayloadRun& run) {
+std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run) {
   const Payload& p = run.payload();
   validate_run(run);
   if (impl.shut_down) {
@@ -500,6 +498,8 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
   inv->checks = run.effective_checks();
   inv->backend = impl.options.backend;
   inv->new_pgrp = !p.uses_parent_pgrp;
+  inv->index_stride = impl.options.index_stride;
+  inv->index_offset = impl.options.index_offset;
 
   const std::string exec_path = resolve_binary(p);
   std::vector<std::string> arg_strings;
@@ -552,11 +552,11 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
       clone_vfork(impl, *inv, run, plan, exec_path);
     }
   } catch (...) {
-    if (inv->open_handles == 0) inv->keepalive.reset();
+    if (inv->holds == 0) inv->keepalive.reset();  // else the close callback frees it
     discard_cgroup(*inv);
     throw;
   }
-  impl.live.insert(inv.get());
+  invocation_started(*inv);
 
   // Our copies of the child's ends close now; only the child holds them.
   out.write.reset();
@@ -570,7 +570,7 @@ std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const Paylo
   } catch (...) {
     // The child runs but cannot be supervised: kill and reap it now.
     abandon_invocation(*inv);
-    if (inv->open_handles == 0) inv->keepalive.reset();  // nothing was watched yet
+    if (inv->holds == 0) inv->keepalive.reset();  // nothing was watched yet
     throw;
   }
   return inv;

@@ -1,5 +1,5 @@
-// The public face: Supervisor (loop, SIGCHLD watcher, shared buffers),
-// the PayloadRun builder and PayloadHandle.
+// The public face: Supervisor (loop, SIGCHLD watcher, shared buffers,
+// teardown) and PayloadHandle (the terminal calls).
 #include <fcntl.h>
 #include <signal.h>
 
@@ -14,159 +14,8 @@
 namespace payloadrun {
 
 using detail::Invocation;
-
-// ---------------------------------------------------------------- PayloadRun
-
-PayloadRun::PayloadRun(Supervisor& supervisor, std::shared_ptr<const Payload> payload)
-    : supervisor_(&supervisor), payload_(std::move(payload)) {
-  if (!payload_) throw Error(Errc::invalid_argument, "PayloadRun: the payload is null");
-  args_ = payload_->default_args;
-  checks_ = payload_->default_checks;
-}
-
-PayloadRun& PayloadRun::arg(std::string a) {
-  args_.push_back(std::move(a));
-  return *this;
-}
-
-PayloadRun& PayloadRun::args(std::vector<std::string> as) {
-  for (auto& a : as) args_.push_back(std::move(a));
-  return *this;
-}
-
-PayloadRun& PayloadRun::clear_args() {
-  args_.clear();
-  return *this;
-}
-
-namespace {
-
-bool is_deferred(const Payload& p) { return std::holds_alternative<output::Deferred>(p.output); }
-
-[[noreturn]] void throw_forbidden(const Payload& p, const std::vector<const MetricCheck*>& bad) {
-  std::string list;
-  for (const MetricCheck* c : bad) {
-    if (!list.empty()) list += ", ";
-    list += c->describe();
-  }
-  throw Error(Errc::forbidden_check,
-              fmt::format("payload '{}': metric-level checks on a Deferred payload cannot be "
-                          "evaluated in the supervisor; declare these as default_checks on the "
-                          "Payload instead (the ring consumer evaluates them). Forbidden: [{}]",
-                          p.name, list));
-}
-
-}  // namespace
-
-PayloadRun& PayloadRun::check(MetricCheck c) {
-  if (is_deferred(*payload_) && c.is_metric_level()) throw_forbidden(*payload_, {&c});
-  checks_.push_back(std::move(c));
-  return *this;
-}
-
-PayloadRun& PayloadRun::clear_checks() {
-  checks_.clear();
-  return *this;
-}
-
-PayloadRun& PayloadRun::in_cgroup(std::string name) {
-  cgroup_ = detail::validate_cgroup_name(name);
-  return *this;
-}
-
-PayloadRun& PayloadRun::own_cgroup(bool on) {
-  own_cgroup_ = on;
-  return *this;
-}
-
-PayloadRun& PayloadRun::timeout(std::chrono::milliseconds d) {
-  if (d.count() < 0) {
-    throw Error(Errc::invalid_argument,
-                fmt::format("payload '{}': timeout of {} ms is negative", payload_->name, d.count()));
-  }
-  timeout_ = d;
-  return *this;
-}
-
-PayloadRun& PayloadRun::env(std::string key, std::string value) {
-  env_.emplace_back(std::move(key), std::move(value));
-  return *this;
-}
-
-PayloadRun& PayloadRun::env_remove(std::string key) {
-  env_.emplace_back(std::move(key), std::nullopt);
-  return *this;
-}
-
-PayloadRun& PayloadRun::clear_env() {
-  clear_env_ = true;
-  env_.clear();
-  return *this;
-}
-
-PayloadRun& PayloadRun::working_dir(std::string dir) {
-  working_dir_ = std::move(dir);
-  return *this;
-}
-
-PayloadRun& PayloadRun::stdin_bytes(std::string bytes) {
-  stdin_ = std::move(bytes);
-  return *this;
-}
-
-namespace {
-
-// Refuse what the seed refuses, before any process exists.
-void check_runnable(const PayloadRun& run) {
-  const Payload& p = run.payload();
-  if (p.kind == PayloadKind::scheduler) {
-    throw Error(Errc::scheduler_kind,
-                fmt::format("payload({}) called on a scheduler-kind payload; schedulers are "
-                            "launched by the test framework, not from the test body. Use a "
-                            "binary payload instead.",
-                            p.name));
-  }
-  if (is_deferred(p)) {
-    std::vector<const MetricCheck*> bad;
-    for (const auto& c : run.effective_checks()) {
-      if (c.is_metric_level()) bad.push_back(&c);
-    }
-    // Default checks are the consumer's to evaluate: only runtime additions
-    // are forbidden, and those were refused by check(). Here we only guard
-    // defaults that were cleared and re-added by hand.
-    std::vector<const MetricCheck*> runtime_bad;
-    for (const MetricCheck* c : bad) {
-      bool is_default = false;
-      for (const auto& d : p.default_checks) is_default = is_default || d == *c;
-      if (!is_default) runtime_bad.push_back(c);
-    }
-    if (!runtime_bad.empty()) throw_forbidden(p, runtime_bad);
-  }
-}
-
-}  // namespace
-
-PayloadHandle PayloadRun::spawn() {
-  check_runnable(*this);
-  return PayloadHandle(detail::spawn_invocation(*supervisor_->impl_, *this));
-}
-
-void PayloadRun::spawn(CompletionCallback on_done) {
-  check_runnable(*this);
-  auto inv = detail::spawn_invocation(*supervisor_->impl_, *this);
-  inv->callback = std::move(on_done);
-  inv->consumed = true;
-}
-
-Completion PayloadRun::run() {
-  if (supervisor_->impl_->dispatch_depth > 0) {
-    throw Error(Errc::in_callback,
-                fmt::format("payload '{}': run() blocks and cannot be called from inside a loop "
-                            "callback; use spawn(callback) there",
-                            payload_->name));
-  }
-  return spawn().wait();
-}
+using detail::Phase;
+using detail::SupervisorImpl;
 
 // ------------------------------------------------------------- PayloadHandle
 
@@ -182,12 +31,18 @@ PayloadHandle& PayloadHandle::operator=(PayloadHandle&& o) noexcept {
 }
 
 PayloadHandle::~PayloadHandle() {
-  if (!inv_ || inv_->consumed) return;
-  if (inv_->completed) {
-    detail::logger()->debug("PayloadHandle for '{}' dropped with an unread result",
-                            inv_->payload->name);
+  if (!inv_ || detail::is_consumed(*inv_)) return;
+  if (inv_->phase == Phase::completed) {
+    const bool recorded = inv_->recorded;  // at the Supervisor's destruction
+    detail::drop_result(*inv_);
+    if (recorded) return;
+    detail::logger()->warn(
+        "PayloadHandle for '{}' dropped after its payload ended but before wait/kill/try_wait; "
+        "metrics not recorded.",
+        inv_->payload->name);
     return;
   }
+  if (inv_->phase == Phase::abandoned) return;  // the Supervisor's destruction said so
   detail::abandon_invocation(*inv_);
   detail::logger()->warn(
       "PayloadHandle for '{}' dropped without wait/kill; process group SIGKILLed, metrics not "
@@ -198,11 +53,11 @@ PayloadHandle::~PayloadHandle() {
 const std::string& PayloadHandle::payload_name() const noexcept { return inv_->payload->name; }
 
 std::optional<int> PayloadHandle::pid() const noexcept {
-  if (!inv_ || inv_->consumed) return std::nullopt;
+  if (!inv_ || detail::is_consumed(*inv_)) return std::nullopt;
   return inv_->pid;
 }
 
-bool PayloadHandle::done() const noexcept { return inv_ && inv_->completed; }
+bool PayloadHandle::done() const noexcept { return inv_ && detail::is_complete(*inv_); }
 
 namespace {
 
@@ -216,7 +71,7 @@ namespace {
 
 void ensure_usable(const std::shared_ptr<Invocation>& inv) {
   if (!inv) throw Error(Errc::already_consumed, "PayloadHandle is empty (moved from)");
-  if (inv->consumed) throw_consumed(*inv);
+  if (detail::is_consumed(*inv)) throw_consumed(*inv);
 }
 
 [[noreturn]] void throw_abandoned(const Invocation& inv) {
@@ -226,25 +81,30 @@ void ensure_usable(const std::shared_ptr<Invocation>& inv) {
                           inv.payload->name));
 }
 
-Completion take_result(Invocation& inv) {
-  inv.consumed = true;
-  Completion c = std::move(*inv.result);
-  inv.result.reset();
-  return c;
+[[noreturn]] void throw_in_callback(const std::string& what) {
+  throw Error(Errc::in_callback,
+              fmt::format("{} blocks and cannot be called from inside a loop callback (uv_run is "
+                          "not reentrant); use spawn(callback) or on_exit() there",
+                          what));
+}
+
+// One turn of the loop from a blocking call: `impl` stays alive whatever
+// a callback destroys meanwhile.
+void drive_once(SupervisorImpl& impl, uv_run_mode mode) {
+  const std::shared_ptr<SupervisorImpl> pin = impl.shared_from_this();
+  ++pin->drive_depth;
+  uv_run(pin->loop, mode);
+  --pin->drive_depth;
 }
 
 void drive_until_done(Invocation& inv, const char* what) {
-  while (!inv.completed) {
-    if (inv.impl == nullptr) throw_abandoned(inv);
-    if (inv.impl->dispatch_depth > 0) {
-      throw Error(Errc::in_callback,
-                  fmt::format("PayloadHandle for '{}': {}() blocks and cannot be called from "
-                              "inside a loop callback; use on_exit() there",
-                              inv.payload->name, what));
+  while (!detail::is_complete(inv)) {
+    if (inv.impl == nullptr || inv.phase == Phase::abandoned) throw_abandoned(inv);
+    if (detail::in_loop_callback(*inv.impl)) {
+      throw_in_callback(fmt::format("PayloadHandle for '{}': {}()", inv.payload->name, what));
     }
-    uv_run(inv.impl->loop, UV_RUN_ONCE);
+    drive_once(*inv.impl, UV_RUN_ONCE);
   }
-  if (!inv.result) throw_abandoned(inv);
 }
 
 }  // namespace
@@ -252,44 +112,41 @@ void drive_until_done(Invocation& inv, const char* what) {
 Completion PayloadHandle::wait() {
   ensure_usable(inv_);
   drive_until_done(*inv_, "wait");
-  return take_result(*inv_);
+  return detail::take_result(*inv_);
 }
 
 Completion PayloadHandle::kill() {
   ensure_usable(inv_);
-  detail::kill_invocation(*inv_);
+  detail::request_kill(*inv_);
   drive_until_done(*inv_, "kill");
-  return take_result(*inv_);
+  return detail::take_result(*inv_);
 }
 
 std::optional<Completion> PayloadHandle::try_wait() {
   ensure_usable(inv_);
-  if (!inv_->completed && inv_->impl != nullptr && inv_->impl->dispatch_depth == 0) {
-    uv_run(inv_->impl->loop, UV_RUN_NOWAIT);
+  if (!detail::is_complete(*inv_) && inv_->impl != nullptr && !detail::in_loop_callback(*inv_->impl)) {
+    drive_once(*inv_->impl, UV_RUN_NOWAIT);
   }
-  if (!inv_->completed) {
-    if (inv_->impl == nullptr) throw_abandoned(*inv_);
-    return std::nullopt;
-  }
-  if (!inv_->result) throw_abandoned(*inv_);
-  return take_result(*inv_);
+  if (detail::is_complete(*inv_)) return detail::take_result(*inv_);
+  if (inv_->impl == nullptr || inv_->phase == Phase::abandoned) throw_abandoned(*inv_);
+  return std::nullopt;
 }
 
 void PayloadHandle::on_exit(CompletionCallback cb) {
   ensure_usable(inv_);
-  inv_->consumed = true;
-  if (inv_->completed) {
-    if (!inv_->result) throw_abandoned(*inv_);
-    Completion c = take_result(*inv_);
+  if (detail::is_complete(*inv_)) {
+    Completion c = detail::take_result(*inv_);
     cb(std::move(c));
     return;
   }
+  if (inv_->impl == nullptr || inv_->phase == Phase::abandoned) throw_abandoned(*inv_);
   inv_->callback = std::move(cb);
+  inv_->delivery = detail::Delivery::callback;
 }
 
 void PayloadHandle::kill_async() {
   ensure_usable(inv_);
-  detail::kill_invocation(*inv_);
+  detail::request_kill(*inv_);
 }
 
 // ---------------------------------------------------------------- Supervisor
@@ -301,7 +158,7 @@ void on_sigchld(uv_signal_t* /*h*/, int /*signum*/) {
   // SIG_IGN while we have children (the kernel would reap them for us).
 }
 
-void init_impl(Supervisor::Impl& impl) {
+void init_impl(SupervisorImpl& impl) {
   if (impl.options.index_stride == 0 || impl.options.index_offset >= impl.options.index_stride) {
     throw Error(Errc::invalid_argument,
                 fmt::format("Supervisor: index_offset ({}) must be below index_stride ({}); "
@@ -321,11 +178,11 @@ void init_impl(Supervisor::Impl& impl) {
   }
   impl.dev_null = detail::UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!impl.dev_null) {
-    throw Error(Errc::io, fmt::format("Supervisor: cannot open /dev/null: {}", std::strerror(errno)),
-                errno);
+    const int e = errno;
+    throw Error(Errc::io, fmt::format("Supervisor: cannot open /dev/null: {}", std::strerror(e)), e);
   }
-  impl.read_buffer = std::make_unique<char[]>(Supervisor::Impl::read_buffer_size);
-  impl.child_stack = std::make_unique<char[]>(Supervisor::Impl::child_stack_size);
+  impl.read_buffer = std::make_unique<char[]>(SupervisorImpl::read_buffer_size);
+  impl.child_stack = std::make_unique<char[]>(SupervisorImpl::child_stack_size);
   detail::init_spawn_slots(impl);
   detail::init_watch_set(impl);
 
@@ -349,7 +206,8 @@ namespace detail {
 // guard); anything but plain SIG_DFL gets a libuv watcher, which keeps a
 // handler installed for as long as we live (libuv shares it among
 // watchers; it may be another Supervisor's, which may go first).
-void ensure_exit_status_kept(Supervisor::Impl& impl) {
+void ensure_exit_status_kept(SupervisorImpl& impl) {
+  if (impl.shut_down) return;
   if (impl.sigchld || pidfd_exit_info_supported()) return;
   struct sigaction current {};
   ::sigaction(SIGCHLD, nullptr, &current);
@@ -364,26 +222,64 @@ void ensure_exit_status_kept(Supervisor::Impl& impl) {
   uv_unref(reinterpret_cast<uv_handle_t*>(impl.sigchld.get()));
 }
 
-}  // namespace detail
-
-Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_shared<Impl>()) {
-  impl_->options = std::move(options);
-  impl_->own_loop = std::make_unique<uv_loop_t>();
-  const int rc = uv_loop_init(impl_->own_loop.get());
-  if (rc != 0) {
-    impl_->own_loop.reset();
-    throw Error(Errc::io, fmt::format("Supervisor: uv_loop_init failed: {}", uv_strerror(rc)), -rc);
-  }
-  impl_->loop = impl_->own_loop.get();
-  try {
-    init_impl(*impl_);
-  } catch (...) {
-    uv_loop_close(impl_->loop);
-    throw;
+void close_sigchld(SupervisorImpl& impl) noexcept {
+  if (!impl.sigchld) return;
+  uv_signal_stop(impl.sigchld.get());
+  uv_close(reinterpret_cast<uv_handle_t*>(impl.sigchld.release()), on_sigchld_closed);
+  // Restore the host's disposition unless another watcher still needs
+  // SIGCHLD (libuv leaves SIG_DFL once its last watcher stopped).
+  struct sigaction current {};
+  ::sigaction(SIGCHLD, nullptr, &current);
+  if (impl.sigchld_restore && current.sa_handler == SIG_DFL) {
+    ::sigaction(SIGCHLD, &impl.sigchld_original, nullptr);
   }
 }
 
-Supervisor::Supervisor(uv_loop_s* loop, SupervisorOptions options) : impl_(std::make_shared<Impl>()) {
+void finish_shutdown_if_idle(SupervisorImpl& impl) noexcept {
+  if (!impl.shut_down || !impl.live.empty()) return;
+  close_watch_set(impl);
+  close_sigchld(impl);
+}
+
+SupervisorImpl::~SupervisorImpl() {
+  if (!own_loop) return;
+  if (loop_busy) {
+    // The last reference went inside a uv_run of someone else's on our own
+    // loop: closing it now would pull the loop from under that uv_run.
+    try {
+      logger()->error("Supervisor destroyed inside a callback of a uv_run it did not start on its "
+                      "own loop; the loop cannot be closed and is left open");
+    } catch (...) {
+    }
+    (void)own_loop.release();  // NOLINT: deliberately left for the running uv_run
+    return;
+  }
+  // Let every close callback run, then close the loop.
+  for (int i = 0; i < 1000 && uv_loop_alive(loop) != 0; ++i) uv_run(loop, UV_RUN_NOWAIT);
+  if (uv_loop_close(loop) != 0) {
+    try {
+      logger()->error("Supervisor: its own loop still has handles (not ours) after shutdown");
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace detail
+
+Supervisor::Supervisor(SupervisorOptions options) : impl_(std::make_shared<SupervisorImpl>()) {
+  impl_->options = std::move(options);
+  auto loop = std::make_unique<uv_loop_t>();
+  const int rc = uv_loop_init(loop.get());
+  if (rc != 0) {
+    throw Error(Errc::io, fmt::format("Supervisor: uv_loop_init failed: {}", uv_strerror(rc)), -rc);
+  }
+  impl_->loop = loop.get();
+  impl_->own_loop = std::move(loop);
+  init_impl(*impl_);  // on a throw, ~SupervisorImpl closes the loop
+}
+
+Supervisor::Supervisor(uv_loop_s* loop, SupervisorOptions options)
+    : impl_(std::make_shared<SupervisorImpl>()) {
   if (loop == nullptr) throw Error(Errc::invalid_argument, "Supervisor: the loop is null");
   impl_->options = std::move(options);
   impl_->loop = loop;
@@ -391,42 +287,35 @@ Supervisor::Supervisor(uv_loop_s* loop, SupervisorOptions options) : impl_(std::
 }
 
 Supervisor::~Supervisor() {
-  Impl& impl = *impl_;
+  SupervisorImpl& impl = *impl_;
   impl.shut_down = true;
-  // Kill and reap every live payload now; their handles close below.
-  std::vector<Invocation*> live(impl.live.begin(), impl.live.end());
-  for (Invocation* inv : live) {
-    const bool had_result_wanted = !inv->abandoned;
+  impl.destroyed = true;
+  // Pin every invocation we know of: abandoning one destroys its callback,
+  // which may hold (and so drop) handles of others.
+  std::vector<std::shared_ptr<Invocation>> pins;
+  pins.reserve(impl.live.size() + impl.awaiting_take.size());
+  for (Invocation* inv : impl.live) pins.push_back(inv->shared_from_this());
+  for (Invocation* inv : impl.awaiting_take) pins.push_back(inv->shared_from_this());
+  for (auto& inv : pins) {
+    if (inv->phase == Phase::completed || inv->phase == Phase::finished ||
+        inv->phase == Phase::abandoned) {
+      continue;
+    }
     detail::abandon_invocation(*inv);
-    if (had_result_wanted) {
-      detail::logger()->warn("Supervisor destroyed while payload '{}' ran; killed, metrics lost",
-                             inv->payload->name);
-    }
+    detail::logger()->warn("Supervisor destroyed while payload '{}' ran; killed, metrics lost",
+                           inv->payload->name);
   }
-  // Completed invocations may still have handles closing; detach them all.
-  for (Invocation* inv : live) inv->impl = nullptr;
+  for (auto& inv : pins) detail::detach_invocation(*inv);
   impl.live.clear();
+  impl.awaiting_take.clear();
+  impl.deadlines.clear();
   detail::close_watch_set(impl);
-  if (impl.sigchld) {
-    uv_signal_stop(impl.sigchld.get());
-    uv_close(reinterpret_cast<uv_handle_t*>(impl.sigchld.release()), on_sigchld_closed);
-    // Restore the host's disposition unless another watcher still needs
-    // SIGCHLD (libuv leaves SIG_DFL once its last watcher stopped).
-    struct sigaction current {};
-    ::sigaction(SIGCHLD, nullptr, &current);
-    if (impl.sigchld_restore && current.sa_handler == SIG_DFL) {
-      ::sigaction(SIGCHLD, &impl.sigchld_original, nullptr);
-    }
-  }
-  if (impl.own_loop) {
-    // Let every close callback run, then close the loop.
-    uv_run(impl.loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(impl.loop) != 0) {
-      detail::logger()->error("Supervisor: its loop still has handles after shutdown");
-    }
-  }
+  detail::close_sigchld(impl);
+  pins.clear();
+  // The state goes with the last pin: here, or when the callback (or the
+  // blocking call) that destroyed us returns.
+  impl_.reset();
 }
-
 PayloadRun Supervisor::payload(const Payload& p) {
   return PayloadRun(*this, std::make_shared<const Payload>(p));
 }
@@ -440,17 +329,18 @@ const SupervisorOptions& Supervisor::options() const noexcept { return impl_->op
 std::size_t Supervisor::live() const noexcept { return impl_->live.size(); }
 
 void Supervisor::run() {
-  if (impl_->dispatch_depth > 0) {
-    throw Error(Errc::in_callback,
-                "Supervisor::run() blocks and cannot be called from inside a loop callback");
-  }
-  while (!impl_->live.empty()) uv_run(impl_->loop, UV_RUN_ONCE);
+  if (detail::in_loop_callback(*impl_)) throw_in_callback("Supervisor::run()");
+  const std::shared_ptr<SupervisorImpl> pin = impl_;  // a callback may destroy *this
+  while (!pin->live.empty() && !pin->destroyed) drive_once(*pin, UV_RUN_ONCE);
 }
 
 void Supervisor::shutdown() {
   impl_->shut_down = true;
-  std::vector<Invocation*> live(impl_->live.begin(), impl_->live.end());
-  for (Invocation* inv : live) detail::kill_invocation(*inv);
+  std::vector<std::shared_ptr<Invocation>> live;
+  live.reserve(impl_->live.size());
+  for (Invocation* inv : impl_->live) live.push_back(inv->shared_from_this());
+  for (auto& inv : live) detail::request_kill(*inv);
+  detail::finish_shutdown_if_idle(*impl_);
 }
 
 }  // namespace payloadrun

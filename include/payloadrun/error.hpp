@@ -8,6 +8,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include "payloadrun/export.hpp"
 
@@ -37,6 +38,8 @@ class PAYLOADRUN_API Error : public std::runtime_error {
 
   Errc code() const noexcept { return code_; }
   int sys_errno() const noexcept { return sys_errno_; }
+  /// code() as a std::error_code (category payloadrun::error_category()).
+  std::error_code error_code() const noexcept;
 
  private:
   Errc code_;
@@ -46,4 +49,18 @@ class PAYLOADRUN_API Error : public std::runtime_error {
 /// Stable lowercase name of an error code ("spawn_failed", ...).
 PAYLOADRUN_API const char* to_string(Errc code) noexcept;
 
+/// The std::error_category of Errc values (name "payloadrun"): an Errc
+/// converts to a std::error_code and compares equal to one.
+PAYLOADRUN_API const std::error_category& error_category() noexcept;
+
+inline std::error_code make_error_code(Errc code) noexcept {
+  // Offset by one: a value of 0 means success in std::error_code.
+  return {static_cast<int>(code) + 1, error_category()};
+}
+
+inline std::error_code Error::error_code() const noexcept { return make_error_code(code_); }
+
 }  // namespace payloadrun
+
+template <>
+struct std::is_error_code_enum<payloadrun::Errc> : std::true_type {};

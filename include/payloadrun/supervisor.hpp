@@ -3,13 +3,23 @@
 // A Supervisor runs payload processes concurrently on one libuv loop (its
 // own, or one you already run). Everything happens on that loop's thread:
 // spawning, capturing stdout/stderr, watching exits and deadlines, and the
-// completion pipeline (extract -> stderr fallback -> hints -> payload_index
-// -> emit -> checks -> your callback).
+// completion pipeline (extract, stdout first with stderr as fallback ->
+// hints -> checks -> payload_index -> emit -> your callback).
+//
+// When a result is recorded (payload_index assigned, emitted to the
+// Emitter or ring): for spawn(callback) and on_exit(), at completion; for
+// a PayloadHandle, at its terminal call (wait(), kill(), or the try_wait()
+// that returns it), as ktstr does. A handle dropped after its payload
+// ended but before any terminal call records nothing and logs a warning.
+// A result still waiting for its terminal call when the Supervisor is
+// destroyed is recorded then (and the handle can still return it).
 //
 // Error model: the call that caused a synchronous failure throws
 // payloadrun::Error (bad input, spawn failure, a second consume of a handle,
-// a blocking call from inside a loop callback). A payload's exit code,
-// timeout and failed checks are data in its Completion.
+// a blocking call from inside a loop callback); spawn has non-throwing
+// forms taking a std::error_code. A payload's exit code, timeout and
+// failed checks are data in its Completion; so is a supervision failure
+// (Completion::error).
 #pragma once
 
 #include <chrono>
@@ -19,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -119,8 +130,12 @@ class PAYLOADRUN_API PayloadRun {
   /// Drop every check (the defaults and earlier ones).
   PayloadRun& clear_checks();
   /// Place the payload in the cgroup `name` under the supervisor's
-  /// cgroup_parent. Validated here: a leading '/' is stripped; "..", NUL
-  /// and empty names throw Error(invalid_argument).
+  /// cgroup_parent. `name` is a relative path, normalised here as paths
+  /// join: leading and trailing '/' are stripped, runs of '/' count as one
+  /// and "." components are dropped ("/w/", "a//b", "./w" name "w", "a/b"
+  /// and "w"). Error(invalid_argument), naming the payload and the name,
+  /// for a name that is empty after that, has a ".." component or
+  /// contains a NUL byte.
   PayloadRun& in_cgroup(std::string name);
   /// Place this invocation in a fresh cgroup of its own (created under
   /// cgroup_parent, removed after completion), so kill reaches descendants
@@ -164,12 +179,24 @@ class PAYLOADRUN_API PayloadRun {
   const std::optional<std::string>& stdin_data() const noexcept { return stdin_; }
 
   /// Spawn and drive the loop until this invocation completes. Throws
-  /// Error(in_callback) when called from inside a loop callback.
+  /// Error(in_callback) when called from inside a loop callback (see
+  /// Supervisor for what is detected).
   Completion run();
-  /// Spawn; `on_done` runs on the loop thread when the invocation completes.
+  /// Spawn; `on_done` runs on the loop thread when the invocation
+  /// completes (never if the Supervisor is destroyed first). Throws Error
+  /// when the spawn fails; then `on_done` is never called.
   void spawn(CompletionCallback on_done);
-  /// Spawn and return a handle.
+  /// Spawn and return a handle. Throws Error when the spawn fails.
   PayloadHandle spawn();
+  /// Non-throwing forms, for callers that spawn thousands: on failure they
+  /// return nullopt / false and set `ec` to the Errc the throwing form
+  /// would throw (`ec == Errc::not_found`; category payloadrun::
+  /// error_category()), and `*message`, if given, to the same sentence as
+  /// its Error::what(); on success `ec` is cleared. Out of memory gives
+  /// std::errc::not_enough_memory.
+  std::optional<PayloadHandle> spawn(std::error_code& ec, std::string* message = nullptr) noexcept;
+  bool spawn(CompletionCallback on_done, std::error_code& ec,
+             std::string* message = nullptr) noexcept;
 
  private:
   friend class Supervisor;
@@ -195,7 +222,11 @@ struct Invocation;
 /// value, or on_exit(). A second consume throws Error(already_consumed)
 /// naming the payload. Destroying a live handle kills the process group
 /// (and the payload's own cgroup), reaps it and logs a warning that its
-/// metrics were lost.
+/// metrics were lost; destroying one whose payload ended but whose result
+/// no terminal call took records nothing and warns the same way. After
+/// the Supervisor is destroyed, wait()/kill()/try_wait() return a result
+/// that was complete by then and throw Error(shut_down) for a payload it
+/// killed.
 class PAYLOADRUN_API PayloadHandle {
  public:
   PayloadHandle(PayloadHandle&&) noexcept;
@@ -211,10 +242,12 @@ class PAYLOADRUN_API PayloadHandle {
   bool done() const noexcept;
 
   /// Drive the loop until the invocation completes; return its result.
+  /// Throws Error(in_callback) from inside a loop callback.
   Completion wait();
   /// Kill the process group, then as wait().
   Completion kill();
-  /// Run the loop once without blocking; the result if complete.
+  /// Run the loop once without blocking (not inside a loop callback: there
+  /// it only looks); the result if complete.
   std::optional<Completion> try_wait();
   /// Deliver the result to `cb` on the loop thread when complete (at once,
   /// if already complete). Consumes the handle.
@@ -228,15 +261,41 @@ class PAYLOADRUN_API PayloadHandle {
   std::shared_ptr<detail::Invocation> inv_;
 };
 
+namespace detail {
+struct SupervisorImpl;
+}
+
 /// Supervises payloads on one libuv loop. Not thread-safe: use it from the
 /// loop's thread. Payloads die with that thread (Payload::survives_supervisor):
 /// keep it running for as long as payloads do.
+///
+/// Callbacks: any callback of ours (spawn(cb), on_exit, an Emitter) may
+/// spawn, drop handles, call shutdown() or destroy the Supervisor itself.
+///
+/// Blocking calls (run(), PayloadRun::run(), wait(), kill()) drive the
+/// loop with uv_run, which must not be re-entered. They throw
+/// Error(in_callback) when called from one of our callbacks, or from any
+/// callback (a host's too) that runs while one of these calls drives the
+/// loop. What cannot be detected: a host's own callback on an embedded
+/// loop that the host runs itself (libuv does not say whether a loop is
+/// running); there, use spawn(cb) or on_exit() instead.
+///
+/// Teardown. shutdown() refuses further spawns (Error(shut_down)), sends
+/// SIGKILL to every live payload's group and returns at once; their
+/// completions still arrive as the loop runs (exit_code -1, killed by
+/// signal 9); once none is live the Supervisor closes its own handles, so
+/// the loop can end. The destructor refuses further spawns too, kills and
+/// reaps every live payload synchronously without delivering its
+/// completion (its callback is destroyed uncalled; a handle's wait()
+/// throws Error(shut_down)), logs one warning each, records results still
+/// waiting for a terminal call, and closes its handles: an own loop is
+/// then run until they closed and closed; an embedded loop needs the host
+/// to run it once more (UV_RUN_NOWAIT) before uv_loop_close().
 class PAYLOADRUN_API Supervisor {
  public:
-  /// Own a private loop (driven by run(), wait() and friends).
+  /// Own a private loop (driven by run(), wait() and friends only).
   explicit Supervisor(SupervisorOptions options = {});
-  /// Embed in `loop`, which the caller runs. After the Supervisor is
-  /// destroyed, run the loop once more so its handles finish closing.
+  /// Embed in `loop`, which the caller runs.
   explicit Supervisor(uv_loop_s* loop, SupervisorOptions options = {});
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
@@ -253,16 +312,13 @@ class PAYLOADRUN_API Supervisor {
   /// Drive the loop until no payload is live. Throws Error(in_callback)
   /// inside a loop callback.
   void run();
-  /// Kill every live payload (their completions still arrive), and close
-  /// the supervisor's handles. Idempotent; the destructor calls it.
+  /// See "Teardown" above. Idempotent; callable from any callback.
   void shutdown();
-
-  struct Impl;
 
  private:
   friend class PayloadRun;
   friend class PayloadHandle;
-  std::shared_ptr<Impl> impl_;
+  std::shared_ptr<detail::SupervisorImpl> impl_;
 };
 
 }  // namespace payloadrun

@@ -25,21 +25,18 @@
 namespace payloadrun::detail {
 
 /// Validate a cgroup name given to PayloadRun::in_cgroup and return it
-/// relative to the supervisor's cgroup parent (every leading '/' stripped).
+/// normalised, relative to the supervisor's cgroup parent.
 ///
-/// Rules (the first five match the reference implementation):
-///  - a NUL byte is rejected;
-///  - leading '/' characters are stripped ("/w" and "w" are the same);
-///  - a name that is empty after stripping is rejected (it would target the
-///    parent cgroup itself);
-///  - any ".." component is rejected (it could escape the parent);
-/// and, stricter than the reference, so that one cgroup has one spelling:
-///  - a "." component is rejected ("a/./b", "./a");
-///  - an empty component is rejected ("a//b", trailing "a/");
-///  - a newline is rejected (the kernel refuses it in cgroup names, since it
-///    would corrupt /proc/<pid>/cgroup);
-///  - a component longer than 255 bytes (NAME_MAX) is rejected.
-/// Throws Error(Errc::invalid_argument).
+/// The name joins the parent as a path does (the reference joins it with
+/// Path::join): empty components (leading, trailing or repeated '/') and
+/// "." components are dropped, so "/w/", "a//b" and "./w" give "w", "a/b"
+/// and "w". Rejected with Error(Errc::invalid_argument):
+///  - a NUL byte;
+///  - a name with no component left (it would target the parent itself);
+///  - any ".." component (it could escape the parent);
+///  - a newline (the kernel refuses it in cgroup names, since it would
+///    corrupt /proc/<pid>/cgroup);
+///  - a component longer than 255 bytes (NAME_MAX).
 PAYLOADRUN_API std::string validate_cgroup_name(std::string_view name);
 
 /// Mount point of the first cgroup2 filesystem listed in a mountinfo file

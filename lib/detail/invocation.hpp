@@ -1,218 +1,249 @@
-// Private state shared by the stages of one invocation's data flow:
-// spawn -> capture -> exit/deadline -> extract/evaluate/emit -> callback.
+// One invocation's life (lib/invocation.cpp owns it) and the stages of its
+// data flow: spawn -> capture -> exit/deadline -> extract/evaluate/emit ->
+// delivery. HACKING.md has the state diagram.
 #pragma once
 
-#include <signal.h>
 #include <sys/types.h>
 #include <uv.h>
 
-#include <chrono>
-#include <array>
 #include <cstddef>
-#include <map>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "detail/cgroup.hpp"
 #include "detail/fd.hpp"
+#include "detail/supervisor_impl.hpp"
 #include "detail/watch_set.hpp"
-#include "payloadrun/extract.hpp"
-#include "payloadrun/supervisor.hpp"
 
 namespace payloadrun::detail {
 
-using Clock = std::chrono::steady_clock;
+/// Where an invocation is in its life. Only invocation.cpp changes it.
+///
+///   running ──kill()/deadline──> stopping
+///      │                            │
+///      └──────leader exited─────────┴──> draining ──pipes at EOF, own cgroup
+///                                                    empty (or grace over)──> completed
+///   completed ──terminal call / callback──> finished
+///   running, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
+enum class Phase : std::uint8_t {
+  running,    ///< the leader lives
+  stopping,   ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
+  draining,   ///< the leader's status is collected; pipes or the own cgroup still open
+  completed,  ///< the result is ready and waits for the handle's terminal call
+  finished,   ///< the result was taken (terminal call) or delivered (callback)
+  abandoned,  ///< killed and reaped without a result
+};
 
-struct Invocation;
-/// Deadlines of live invocations, soonest first (exit.cpp): lets a spawn
-/// burst kill payloads whose deadline passed while the loop was busy.
-using DeadlineQueue = std::multimap<Clock::time_point, Invocation*>;
+/// Who takes the result.
+enum class Delivery : std::uint8_t {
+  handle,    ///< a PayloadHandle's terminal call: index and emission happen there
+  callback,  ///< spawn(cb) or on_exit(): index and emission at completion
+};
+
+/// A libuv handle inside an Invocation: opened once, closed once; the
+/// Invocation's memory stays until every opened slot's close callback ran.
+template <class Handle>
+struct HandleSlot {
+  Handle handle;
+  bool open = false;
+  uv_handle_t* raw() noexcept { return reinterpret_cast<uv_handle_t*>(&handle); }
+};
 
 /// One captured stream: bytes kept up to the cap, the rest counted.
 struct StreamCapture {
-  UniqueFd fd;         // the pipe's read end, in the watch set while open
+  UniqueFd fd;  // the pipe's read end, in the watch set while open
   WatchTag tag;
   std::string data;
   std::size_t discarded = 0;
-  bool open = false;   // fd watched and not yet closed
-  bool eof = false;    // EOF, error, or closed by us
+  bool at_eof = false;  // EOF, error, or cut off by us; fd closed
 };
 
-struct Invocation {
-  Supervisor::Impl* impl = nullptr;  // null once the supervisor is gone
+/// How the leader ended, as far as the supervisor knows.
+struct ExitOutcome {
+  int exit_code = 0;
+  std::optional<int> term_signal;
+  std::optional<std::string> status_error;  // the status could not be collected
+  bool timed_out = false;                   // the deadline killed it
+  bool drain_cut_short = false;             // pipes cut off after the drain grace
+};
+
+struct Invocation : std::enable_shared_from_this<Invocation> {
+  SupervisorImpl* impl = nullptr;  // null once the supervisor is gone
   std::shared_ptr<const Payload> payload;
   std::vector<MetricCheck> checks;
   SpawnBackend backend = SpawnBackend::clone_vfork;
+  std::uint64_t index_stride = 1;  // copied: records can happen after the supervisor
+  std::uint64_t index_offset = 0;
+
+  Phase phase = Phase::running;
+  Delivery delivery = Delivery::handle;
 
   pid_t pid = 0;
   bool new_pgrp = true;
   UniqueFd pidfd;
+  WatchTag exit_tag;             // the pidfd in the watch set
   std::optional<Cgroup> cgroup;  // only when the payload was placed in one
   bool cgroup_owned = false;     // fresh per-invocation cgroup: remove after
   UniqueFd cgroup_events;        // its cgroup.events, watched for "populated 0"
   bool cgroup_empty = true;      // nothing left alive in the owned cgroup
 
-  // libuv handles, inline; memory is released with the Invocation, which
-  // `keepalive` pins until the last close callback has run.
-  uv_poll_t cgroup_poll;
-  uv_process_t process;
-  uv_timer_t timer;
-  uv_pipe_t stdin_pipe;
+  HandleSlot<uv_poll_t> cgroup_poll;
+  HandleSlot<uv_process_t> process;  // SpawnBackend::uv_spawn only
+  HandleSlot<uv_timer_t> timer;
+  HandleSlot<uv_pipe_t> stdin_pipe;
   uv_write_t stdin_req;
+  std::string stdin_data;
   StreamCapture out;
   StreamCapture err;
-  std::string stdin_data;
-  WatchTag exit_tag;  // the pidfd in the watch set
-  int watched_fds = 0;  // > 0: pinned (counts as one open handle)
-  bool cgroup_poll_open = false;
-  bool process_open = false;
-  bool timer_open = false;
-  bool stdin_open = false;
-  int open_handles = 0;
+
+  // What keeps this memory alive: open slots, plus one while any fd is in
+  // the watch set (invocation.cpp counts; `keepalive` is the pin).
+  int holds = 0;
+  int watched_fds = 0;
   std::shared_ptr<Invocation> keepalive;
 
-  // Progress.
   Clock::time_point start;
   std::optional<Clock::time_point> deadline;
-  std::optional<DeadlineQueue::iterator> deadline_entry;  // in Impl::deadlines until acted on
-  std::optional<Clock::time_point> drain_until;  // end of the drain grace
-  bool leader_exited = false;  // exit observed and status collected
-  int exit_code = 0;
-  std::optional<int> term_signal;
-  std::optional<std::string> status_error;  // the exit status could not be collected
-  bool timed_out = false;
-  bool killed = false;
-  bool drain_cut_short = false;
-  bool completed = false;  // pipeline ran, result produced
-  bool consumed = false;   // a terminal call took the result
-  bool abandoned = false;  // handle dropped / supervisor destroyed while live
+  std::optional<DeadlineQueue::iterator> deadline_entry;  // in impl->deadlines until acted on
+  std::optional<Clock::time_point> drain_until;           // end of the drain grace
+  ExitOutcome outcome;
   CompletionCallback callback;
   std::optional<Completion> result;
+  bool recorded = false;  // payload_index assigned and emitted
 };
 
-}  // namespace payloadrun::detail
+// ---------------------------------------------------------------- invocation.cpp
+// The state machine: the only code that changes Invocation::phase.
 
-namespace payloadrun {
+/// A freshly spawned child: running, in impl.live, watched.
+void invocation_started(Invocation& inv);
+/// The leader's status is known (from the pidfd or libuv): draining.
+void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,
+                   std::optional<std::string> status_error = std::nullopt);
+/// kill() / kill_async(): SIGKILL the group unless the leader is gone.
+void request_kill(Invocation& inv) noexcept;
+/// The deadline passed with the leader alive: kill, mark timed out.
+void deadline_passed(Invocation& inv) noexcept;
+/// The drain grace (or the deadline during the drain) is over: cut the
+/// pipes and stop waiting for the own cgroup.
+void drain_expired(Invocation& inv, bool deadline_too);
+/// A stream reached EOF or the own cgroup emptied: complete if all is in.
+void maybe_complete(Invocation& inv);
+/// The result for a terminal call (wait/kill/try_wait) or a late on_exit:
+/// records it (index, emission) if not yet done. Phase completed -> finished.
+Completion take_result(Invocation& inv);
+/// A handle dropped with its result untaken: never recorded (the seed's
+/// rule). Phase completed -> finished.
+void drop_result(Invocation& inv) noexcept;
+/// Kill and reap synchronously (a live handle dropped, the supervisor
+/// destroyed): no result. A no-op once completed.
+void abandon_invocation(Invocation& inv) noexcept;
+/// The supervisor goes: a completed result no terminal call took yet is
+/// recorded now (nothing lost), and the invocation forgets the supervisor.
+void detach_invocation(Invocation& inv) noexcept;
+bool is_consumed(const Invocation& inv) noexcept;
+bool is_complete(const Invocation& inv) noexcept;  // completed or finished
 
-struct Supervisor::Impl {
-  uv_loop_t* loop = nullptr;
-  std::unique_ptr<uv_loop_t> own_loop;
-  SupervisorOptions options;
-  std::shared_ptr<Emitter> emitter;
-  Extractor extractor;
-  std::string cgroup_parent;  // resolved absolute path, or empty
-  // Directories already searched for dead supervisors' own cgroups
-  // (sweep_stale_cgroups): cgroup_parent at construction, others at their
-  // first own cgroup.
-  std::unordered_set<std::string> swept_cgroup_bases;
+/// Slots: open, and close-if-open (the close callback releases the hold).
+template <class Handle>
+void slot_opened(Invocation& inv, HandleSlot<Handle>& slot) noexcept;
+void close_slot(Invocation& inv, uv_handle_t* h, bool& open) noexcept;
+template <class Handle>
+void close_slot(Invocation& inv, HandleSlot<Handle>& slot) noexcept {
+  close_slot(inv, slot.raw(), slot.open);
+}
+/// Holds for watched fds (watch_set.cpp): the first pins, the last
+/// releases at the next safe point.
+void hold(Invocation& inv) noexcept;
+void release_later(Invocation& inv) noexcept;
 
-  // SIGCHLD watcher, unless SIGCHLD was plain SIG_DFL at construction
-  // (SIG_IGN or SA_NOCLDWAIT make the kernel auto-reap our children and hide
-  // their exit codes): it keeps a handler installed while we live.
-  std::unique_ptr<uv_signal_t> sigchld;
-  bool sigchld_restore = false;  // put sigchld_original back at the end
-  struct sigaction sigchld_original {};
+template <class Handle>
+void slot_opened(Invocation& inv, HandleSlot<Handle>& slot) noexcept {
+  slot.handle.data = &inv;
+  slot.open = true;
+  hold(inv);
+}
 
-  detail::UniqueFd dev_null;
-  std::unique_ptr<char[]> read_buffer;
-  static constexpr std::size_t read_buffer_size = 64 * 1024;
-  std::unique_ptr<char[]> child_stack;
-  static constexpr std::size_t child_stack_size = 64 * 1024;
-  // Flat spawn cost (spawn.cpp): the child shares our fd table (CLONE_FILES)
-  // and keeps a private copy of only fds below `spawn_keep_below`, where
-  // these three slots (/dev/null between spawns) carry its stdin, stdout and
-  // stderr. Empty when close_range(CLOSE_RANGE_UNSHARE) is unavailable.
-  std::array<detail::UniqueFd, 3> spawn_slots;
-  unsigned spawn_keep_below = 0;
-
-  std::unordered_set<detail::Invocation*> live;
-  detail::DeadlineQueue deadlines;
-  // Every live pidfd and output pipe in one epoll fd, one uv_poll for all
-  // (detail/watch_set.cpp).
-  detail::UniqueFd watch_set;
-  std::unique_ptr<uv_poll_t> watch_set_poll;
-  std::size_t watched_fds = 0;
-  bool read_nowait = false;  // preadv2(RWF_NOWAIT) works on pipes
-  // Invocations whose last watched fd went, freed at the next safe point.
-  std::vector<std::shared_ptr<detail::Invocation>> released_pins;
-  int dispatch_depth = 0;  // > 0 while one of our callbacks runs
-  bool shut_down = false;
-};
-
-}  // namespace payloadrun
-
-namespace payloadrun::detail {
-
-/// Runs `body` as a libuv callback: no exception escapes, and blocking
-/// calls made inside are refused.
-template <class Body>
-void dispatch(Supervisor::Impl* impl, const char* where, Body&& body) noexcept;
+// ---------------------------------------------------------------- stages
 
 // spawn.cpp
-std::shared_ptr<Invocation> spawn_invocation(Supervisor::Impl& impl, const PayloadRun& run);
+std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run);
 /// Remove a per-invocation cgroup (after the payload is gone) and forget it.
 void discard_cgroup(Invocation& inv) noexcept;
-/// Prepares Impl::spawn_slots (flat spawn cost); leaves them empty where
-/// the kernel lacks close_range(CLOSE_RANGE_UNSHARE). Never throws.
-void init_spawn_slots(Supervisor::Impl& impl) noexcept;
+/// Prepares SupervisorImpl::spawn_slots (flat spawn cost); leaves them
+/// empty where the kernel lacks close_range(CLOSE_RANGE_UNSHARE).
+void init_spawn_slots(SupervisorImpl& impl) noexcept;
+/// Make sure exit statuses survive the host's SIGCHLD disposition (a
+/// watcher where the pidfd cannot report them); at construction and spawn.
+void ensure_exit_status_kept(SupervisorImpl& impl);
 
 // capture.cpp
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
-void close_stream(Invocation& inv, StreamCapture& s);
-bool streams_done(const Invocation& inv);
+/// Stop reading `s` (EOF, error, cut off): its fd leaves the watch set.
+void close_stream(Invocation& inv, StreamCapture& s) noexcept;
+bool streams_done(const Invocation& inv) noexcept;
 /// A watched output pipe is readable (called from the watch set).
 void on_stream_ready(Invocation& inv, StreamCapture& s);
 
 // exit.cpp
 void start_exit_watch(Invocation& inv);
-void on_leader_exit(Invocation& inv, int exit_code, std::optional<int> signal);
-void kill_invocation(Invocation& inv) noexcept;
-void maybe_complete(Invocation& inv);
-void abandon_invocation(Invocation& inv) noexcept;
+/// The leader's pidfd became readable (called from the watch set).
+void on_pidfd_ready(Invocation& inv);
+/// Stop watching the leader (its status is collected, or it is abandoned).
+void stop_exit_watch(Invocation& inv) noexcept;
+/// SIGKILL the group (and own cgroup) and, if `leader_too`, the leader
+/// through its pidfd (never a recycled pid), while unreaped.
+void kill_group(Invocation& inv, bool leader_too = true) noexcept;
+/// Block until the leader is gone and reap it (abandonment).
+void reap_leader_blocking(Invocation& inv) noexcept;
+/// (Re)arm the invocation's one timer for its deadline or drain grace.
+void arm_timer(Invocation& inv);
+void stop_timer(Invocation& inv) noexcept;
+void forget_deadline(Invocation& inv) noexcept;
 /// SIGKILLs every live payload whose deadline has passed (as its timer
 /// would): called before each spawn, so a burst of spawns that keeps the
 /// loop from running timers cannot make deadlines late.
-void enforce_overdue_deadlines(Supervisor::Impl& impl) noexcept;
-/// The leader's pidfd became readable (called from the watch set).
-void on_pidfd_ready(Invocation& inv);
+void enforce_overdue_deadlines(SupervisorImpl& impl) noexcept;
+/// Wait for the process behind `pidfd` to end and reap it.
+bool reap_pidfd_blocking(int pidfd) noexcept;
+
+// detail/cgroup_watch.cpp
+/// An own cgroup completes only once empty: watch its cgroup.events.
+void start_cgroup_watch(Invocation& inv);
+/// Re-read "populated"; stop watching once empty.
+void refresh_cgroup_empty(Invocation& inv) noexcept;
+/// Stop waiting for the cgroup (left populated after the grace).
+void give_up_cgroup(Invocation& inv) noexcept;
+/// Bounded blocking wait until the own cgroup is empty (abandonment).
+void wait_cgroup_empty_blocking(Invocation& inv) noexcept;
 
 // detail/watch_set.cpp
 /// Opens the supervisor's watch set (throws Error); closes its handle.
-void init_watch_set(Supervisor::Impl& impl);
-void close_watch_set(Supervisor::Impl& impl) noexcept;
+void init_watch_set(SupervisorImpl& impl);
+void close_watch_set(SupervisorImpl& impl) noexcept;
 /// Adds `fd` for `tag` (throws Error naming `what`); the invocation is
 /// pinned while any fd of its is watched.
 void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what);
 /// Removes `fd` before it is closed (a host's fork may hold a dup); the
 /// pin goes at the next safe point, never under the caller.
 void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept;
-/// Frees the invocations whose last watched fd went (Impl::released_pins).
+/// Frees the invocations whose last watched fd went (released_pins).
 /// Only where nothing can still refer to them: no callback of ours running.
-void release_pins(Supervisor::Impl& impl) noexcept;
+void release_pins(SupervisorImpl& impl) noexcept;
 /// Reads what is there without blocking: -1/EAGAIN when nothing is.
-long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept;
-/// Wait for the process behind `pidfd` to end and reap it.
-bool reap_pidfd_blocking(int pidfd) noexcept;
-/// Make sure exit statuses survive the host's SIGCHLD disposition (a
-/// watcher where the pidfd cannot report them); at construction and spawn.
-void ensure_exit_status_kept(Supervisor::Impl& impl);
-void close_handle(Invocation& inv, uv_handle_t* h);
-/// Close the handle `h` if `open` says it is open (and clear the flag).
-template <class Handle>
-void close_if_open(Invocation& inv, bool& open, Handle* h) {
-  if (!open) return;
-  open = false;
-  close_handle(inv, reinterpret_cast<uv_handle_t*>(h));
-}
+long read_nowait(const SupervisorImpl& impl, int fd, char* buf, std::size_t size) noexcept;
 
 // emit.cpp
-Completion run_pipeline(Supervisor::Impl& impl, Invocation& inv);
-void deliver(Invocation& inv);
-std::uint64_t next_payload_index(const SupervisorOptions& options) noexcept;
+/// Extract, hints, checks: the result without index or emission.
+Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv);
+/// Assign payload_index and emit (once): at completion for callbacks, at
+/// the terminal call for handles. `emitter` may be null.
+void record_invocation(Invocation& inv, Emitter* emitter, Completion& c) noexcept;
+/// Run the callback with the result (exceptions logged, not propagated).
+void deliver(Invocation& inv, Completion c) noexcept;
+std::uint64_t next_payload_index(std::uint64_t stride, std::uint64_t offset) noexcept;
 
 }  // namespace payloadrun::detail
-
-#include "detail/dispatch.hpp"

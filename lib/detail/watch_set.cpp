@@ -40,8 +40,8 @@ bool probe_read_nowait() noexcept {
 // any fd of it is watched) before any is handled, so handling one (which
 // may abandon another) cannot free the next under us.
 void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
-  auto* impl = static_cast<Supervisor::Impl*>(p->data);
-  dispatch(impl, "watch set", [&] {
+  auto* impl = static_cast<SupervisorImpl*>(p->data);
+  dispatch(impl, "watch set", [&] {  // pins *impl: a callback may destroy the Supervisor
     if (status < 0) logger()->warn("polling the watch set failed: {}", uv_strerror(status));
     // At most four batches a turn: the set is level-triggered, so what is
     // left comes back next turn, after the loop has run its timers.
@@ -64,13 +64,13 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
         }
       }
       release_pins(*impl);  // nothing of this batch refers to them any more
-    } while (n == batch && ++turns < 4);
+    } while (n == batch && ++turns < 4 && !impl->destroyed);
   });
 }
 
 }  // namespace
 
-void init_watch_set(Supervisor::Impl& impl) {
+void init_watch_set(SupervisorImpl& impl) {
   impl.watch_set = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
   if (!impl.watch_set) {
     const int e = errno;
@@ -86,7 +86,7 @@ void init_watch_set(Supervisor::Impl& impl) {
   impl.read_nowait = probe_read_nowait();
 }
 
-void release_pins(Supervisor::Impl& impl) noexcept {
+void release_pins(SupervisorImpl& impl) noexcept {
   // Freeing one may free more (a callback that was never delivered may hold
   // a PayloadHandle, whose drop abandons another): never clear the vector
   // while it can grow.
@@ -97,7 +97,7 @@ void release_pins(Supervisor::Impl& impl) noexcept {
   }
 }
 
-void close_watch_set(Supervisor::Impl& impl) noexcept {
+void close_watch_set(SupervisorImpl& impl) noexcept {
   release_pins(impl);
   if (!impl.watch_set_poll) return;
   uv_poll_stop(impl.watch_set_poll.get());
@@ -108,7 +108,7 @@ void close_watch_set(Supervisor::Impl& impl) noexcept {
 }
 
 void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
-  Supervisor::Impl& impl = *inv.impl;
+  SupervisorImpl& impl = *inv.impl;
   if (!impl.read_nowait && tag.kind != WatchKind::exit) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
@@ -131,26 +131,24 @@ void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
                 e);
   }
   tag.watched = true;
-  if (inv.watched_fds++ == 0) ++inv.open_handles;  // pinned while watched
+  if (inv.watched_fds++ == 0) hold(inv);  // pinned while watched
   if (impl.watched_fds++ == 0) uv_poll_start(impl.watch_set_poll.get(), UV_READABLE, on_set_readable);
 }
 
 void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
   if (!tag.watched) return;
   tag.watched = false;
-  Supervisor::Impl* impl = inv.impl;
+  SupervisorImpl* impl = inv.impl;
   if (impl == nullptr) return;  // cannot happen: the supervisor unwatches all before it goes
   if (::epoll_ctl(impl->watch_set.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
     logger()->warn("payload '{}': removing fd {} from the watch set failed: {}", inv.payload->name,
                    fd, std::strerror(errno));
   }
-  if (--impl->watched_fds == 0) uv_poll_stop(impl->watch_set_poll.get());
-  if (--inv.watched_fds == 0 && --inv.open_handles == 0) {
-    impl->released_pins.push_back(std::move(inv.keepalive));  // freed at a safe point
-  }
+  if (--impl->watched_fds == 0 && impl->watch_set_poll) uv_poll_stop(impl->watch_set_poll.get());
+  if (--inv.watched_fds == 0) release_later(inv);  // freed at a safe point
 }
 
-long read_nowait(const Supervisor::Impl& impl, int fd, char* buf, std::size_t size) noexcept {
+long read_nowait(const SupervisorImpl& impl, int fd, char* buf, std::size_t size) noexcept {
   ssize_t n;
   do {
     if (impl.read_nowait) {

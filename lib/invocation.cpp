@@ -1,0 +1,186 @@
+// One invocation's life, in one place: its phases (detail/invocation.hpp has
+// the diagram), the holds that keep its memory alive until libuv is done
+// with its handles, and the one decision that it is complete.
+#include <cerrno>
+#include <cstring>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+bool leader_alive(const Invocation& inv) noexcept {
+  return inv.phase == Phase::running || inv.phase == Phase::stopping;
+}
+
+void on_slot_closed(uv_handle_t* h) {
+  auto* inv = static_cast<Invocation*>(h->data);
+  if (--inv->holds == 0) {
+    // Last hold gone: libuv is done with every handle; the memory may go.
+    auto self = std::move(inv->keepalive);
+  }
+}
+
+// Leaves the supervisor's books: no longer live, no deadline.
+void leave_live(Invocation& inv) noexcept {
+  forget_deadline(inv);
+  if (inv.impl == nullptr) return;
+  inv.impl->live.erase(&inv);
+  finish_shutdown_if_idle(*inv.impl);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- holds
+
+void hold(Invocation& inv) noexcept { ++inv.holds; }
+
+void release_later(Invocation& inv) noexcept {
+  if (--inv.holds != 0) return;
+  if (inv.impl != nullptr) {
+    inv.impl->released_pins.push_back(std::move(inv.keepalive));  // freed at a safe point
+  } else {
+    // Only the supervisor's teardown unwatches without an impl; it holds
+    // the invocation itself (abandon / detach run on a pinned one).
+    auto self = std::move(inv.keepalive);
+  }
+}
+
+void close_slot(Invocation& inv, uv_handle_t* h, bool& open) noexcept {
+  if (!open) return;
+  open = false;
+  if (uv_is_closing(h) != 0) return;
+  h->data = &inv;
+  uv_close(h, on_slot_closed);
+}
+
+// ---------------------------------------------------------------- phases
+
+bool is_complete(const Invocation& inv) noexcept {
+  return inv.phase == Phase::completed || inv.phase == Phase::finished;
+}
+
+bool is_consumed(const Invocation& inv) noexcept {
+  return inv.phase == Phase::finished || inv.delivery == Delivery::callback;
+}
+
+void invocation_started(Invocation& inv) {
+  inv.phase = Phase::running;
+  inv.impl->live.insert(&inv);
+}
+
+void request_kill(Invocation& inv) noexcept {
+  if (!leader_alive(inv)) return;  // nothing left to kill: the result is on its way
+  inv.phase = Phase::stopping;
+  kill_group(inv);
+}
+
+void deadline_passed(Invocation& inv) noexcept {
+  forget_deadline(inv);
+  if (!leader_alive(inv) || inv.outcome.timed_out) return;
+  inv.outcome.timed_out = true;
+  inv.phase = Phase::stopping;
+  kill_group(inv);
+}
+
+void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,
+                   std::optional<std::string> status_error) {
+  if (!leader_alive(inv)) return;
+  inv.outcome.exit_code = exit_code;
+  inv.outcome.term_signal = signal;
+  inv.outcome.status_error = std::move(status_error);
+  inv.phase = Phase::draining;
+  forget_deadline(inv);  // a deadline now only bounds the drain (the timer)
+  stop_exit_watch(inv);
+  refresh_cgroup_empty(inv);
+  if (streams_done(inv) && inv.cgroup_empty) {
+    maybe_complete(inv);
+  } else {
+    arm_timer(inv);  // bound the drain
+  }
+}
+
+void drain_expired(Invocation& inv, bool deadline_too) {
+  if (inv.phase != Phase::draining) return;
+  if (deadline_too) inv.outcome.timed_out = true;
+  inv.outcome.drain_cut_short = true;
+  logger()->info("payload '{}': descendants held its output open; drain cut short",
+                 inv.payload->name);
+  close_stream(inv, inv.out);
+  close_stream(inv, inv.err);
+  give_up_cgroup(inv);
+  maybe_complete(inv);
+}
+
+// The one place that decides an invocation is complete.
+void maybe_complete(Invocation& inv) {
+  if (inv.phase != Phase::draining || !streams_done(inv) || !inv.cgroup_empty) return;
+  stop_timer(inv);
+  leave_live(inv);
+  inv.phase = Phase::completed;
+  SupervisorImpl* impl = inv.impl;
+  if (impl == nullptr) {  // cannot happen: detached invocations are never draining
+    discard_cgroup(inv);
+    return;
+  }
+  Completion c = evaluate_invocation(*impl, inv);
+  discard_cgroup(inv);
+  if (inv.delivery == Delivery::callback) {
+    record_invocation(inv, impl->emitter.get(), c);
+    inv.phase = Phase::finished;
+    deliver(inv, std::move(c));  // may destroy the supervisor: `impl` is pinned by dispatch
+  } else {
+    inv.result = std::move(c);  // recorded at the terminal call (the seed's rule)
+    impl->awaiting_take.insert(&inv);
+  }
+}
+
+Completion take_result(Invocation& inv) {
+  Completion c = std::move(*inv.result);
+  inv.result.reset();
+  inv.phase = Phase::finished;
+  if (inv.impl != nullptr) {
+    inv.impl->awaiting_take.erase(&inv);
+    record_invocation(inv, inv.impl->emitter.get(), c);
+  }
+  return c;
+}
+
+void drop_result(Invocation& inv) noexcept {
+  if (inv.phase != Phase::completed) return;
+  if (inv.impl != nullptr) inv.impl->awaiting_take.erase(&inv);
+  inv.result.reset();
+  inv.phase = Phase::finished;
+}
+
+void abandon_invocation(Invocation& inv) noexcept {
+  if (!leader_alive(inv) && inv.phase != Phase::draining) return;
+  std::shared_ptr<Invocation> pin = inv.keepalive;  // closing below may drop the last hold
+  leave_live(inv);
+  if (leader_alive(inv)) {
+    kill_group(inv);
+    reap_leader_blocking(inv);
+  }
+  inv.phase = Phase::abandoned;
+  stop_exit_watch(inv);
+  stop_timer(inv);
+  close_slot(inv, inv.stdin_pipe);
+  close_stream(inv, inv.out);
+  close_stream(inv, inv.err);
+  wait_cgroup_empty_blocking(inv);
+  give_up_cgroup(inv);
+  discard_cgroup(inv);
+  inv.callback = nullptr;
+}
+
+void detach_invocation(Invocation& inv) noexcept {
+  if (inv.phase == Phase::completed && inv.result && inv.impl != nullptr) {
+    // No terminal call took it before the supervisor went: record it now,
+    // while the emitter exists; a later wait() still returns it.
+    record_invocation(inv, inv.impl->emitter.get(), *inv.result);
+  }
+  inv.impl = nullptr;
+}
+
+}  // namespace payloadrun::detail
