@@ -198,7 +198,7 @@ Completion PayloadRun::run() {
   if (detail::in_loop_callback(*supervisor_->impl_)) {
     throw Error(Errc::in_callback,
                 fmt::format("payload '{}': run() blocks and cannot be called from inside a loop "
-                            "callback; use spawn(callback) there",
+                            "callback (uv_run is not reentrant); use spawn(callback) there",
                             payload_->name));
   }
   return spawn().wait();

@@ -464,14 +464,16 @@ void prepare_cgroup(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run
 void init_spawn_slots(SupervisorImpl& impl) noexcept {
   // close_range(~0U, ~0U, 0) closes nothing: 0 where the call exists.
   if (::syscall(SYS_close_range, ~0U, ~0U, 0U) != 0) {
-    logger()->debug("close_range unavailable ({}): spawns copy the fd table", errno_text(errno));
+    const int e = errno;  // before the logger, which may change it
+    logger()->debug("close_range unavailable ({}): spawns copy the fd table", errno_text(e));
     return;
   }
   int highest = 0;
   for (auto& slot : impl.spawn_slots) {
     slot = UniqueFd(::fcntl(impl.dev_null.get(), F_DUPFD_CLOEXEC, 3));
     if (!slot) {
-      logger()->debug("no fd for a stdio slot ({}): spawns copy the fd table", errno_text(errno));
+      const int e = errno;
+      logger()->debug("no fd for a stdio slot ({}): spawns copy the fd table", errno_text(e));
       for (auto& s : impl.spawn_slots) s.reset();
       return;
     }

@@ -47,8 +47,9 @@ struct RawPayloadOutput {
   std::vector<MetricCheck> checks;
 };
 
-/// Receives every completed invocation, on the loop thread, inside the
-/// completion callback. For a Deferred payload emit_raw() comes first, then
+/// Receives every completed invocation when its result is recorded (at
+/// completion for spawn(callback) and on_exit(), at the terminal call for a
+/// PayloadHandle: see supervisor.hpp), on the loop thread. For a Deferred payload emit_raw() comes first, then
 /// emit_metrics() with an empty metric set and the same payload_index.
 /// Implementations must not block and must not throw (a throw is caught and
 /// logged; the record is then reported lost).

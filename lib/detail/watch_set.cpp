@@ -141,8 +141,9 @@ void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
   SupervisorImpl* impl = inv.impl;
   if (impl == nullptr) return;  // cannot happen: the supervisor unwatches all before it goes
   if (::epoll_ctl(impl->watch_set.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
+    const int e = errno;
     logger()->warn("payload '{}': removing fd {} from the watch set failed: {}", inv.payload->name,
-                   fd, std::strerror(errno));
+                   fd, std::strerror(e));
   }
   if (--impl->watched_fds == 0 && impl->watch_set_poll) uv_poll_stop(impl->watch_set_poll.get());
   if (--inv.watched_fds == 0) release_later(inv);  // freed at a safe point
