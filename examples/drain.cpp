@@ -21,8 +21,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 #include <string>
+
+#include <fmt/format.h>
+#include <spdlog/cfg/env.h>
 
 #include "payloadrun/error.hpp"
 #include "payloadrun/ring.hpp"
@@ -48,6 +50,7 @@ constexpr int exit_write_failed = 3;
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL: the library's logger "payloadrun" included
   std::string ring;
   std::string out_path;
   bool fsync = false;

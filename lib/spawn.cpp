@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "payloadrun/error.hpp"
@@ -35,8 +36,6 @@ constexpr int clone_pidfd_flag = 0x00001000;
 constexpr int clone_pidfd_flag = CLONE_PIDFD;
 #endif
 constexpr unsigned close_range_unshare = 1U << 1;  // CLOSE_RANGE_UNSHARE (Linux 5.9)
-
-std::string errno_text(int e) { return fmt::format("{} ({})", std::strerror(e), e); }
 
 [[noreturn]] void throw_spawn(const Payload& p, Errc code, const std::string& what, int e) {
   throw Error(code, fmt::format("spawn payload '{}': {}", p.name, what), e);

@@ -26,6 +26,7 @@
 
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
+#include <spdlog/cfg/env.h>
 
 #include "files.hpp"
 #include "interrupt.hpp"
@@ -294,6 +295,7 @@ int main(int argc, char** argv) {
   // for `run` SIGINT/SIGTERM (merge stays interruptible by Ctrl-C).
   const bool merge = argc >= 2 && std::string_view(argv[1]) == "merge";
   const runner::StartupState startup = runner::prepare_process(!merge);
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL: the library's logger "payloadrun" included
   try {
     for (int i = 1; i < argc; ++i) {
       if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {

@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
+
 #include "files.hpp"
 #include "say.hpp"
 
@@ -179,7 +181,10 @@ SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const Merged
       throw MergeError(e.what());
     }
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw MergeError(fmt::format("{}: cannot open the sidecar: {}", path, std::strerror(errno)));
+    if (!in) {
+      const int e = errno;
+      throw MergeError(fmt::format("{}: cannot open the sidecar: {}", path, payloadrun::detail::errno_text(e)));
+    }
     std::string text;
     std::size_t line_no = 0;
     while (std::getline(in, text)) {
