@@ -23,9 +23,7 @@ namespace runner {
 namespace {
 
 using simdjson::dom::element;
-using simdjson::dom::element_type;
 using simdjson::dom::object;
-
 
 std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
 std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }

@@ -21,9 +21,7 @@ namespace runner {
 namespace {
 
 using simdjson::dom::element;
-using simdjson::dom::element_type;
 using simdjson::dom::object;
-
 
 // The one field reader (lib/detail/json_fields.hpp); failures name the file.
 class Reader : public payloadrun::detail::JsonReader {
