@@ -21,8 +21,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
+#include <optional>
 #include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/cfg/env.h>
+#include <spdlog/spdlog.h>
 
 #include "payloadrun/error.hpp"
 #include "payloadrun/ring.hpp"
@@ -35,53 +40,79 @@ std::atomic<bool> stop_requested{false};
 
 void on_signal(int) { stop_requested.store(true); }
 
-int usage(const char* why) {
-  std::fprintf(stderr,
-               "payloadrun-drain: %s\nusage: payloadrun-drain --ring NAME --out SIDECAR.jsonl "
-               "[--extractor CMD] [--capacity BYTES] [--fsync] [--spill-dir DIR]\n",
-               why);
+constexpr const char* usage_text =
+    "usage: payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor CMD] [--capacity BYTES] [--fsync] "
+    "[--spill-dir DIR]\n";
+
+int usage(const std::string& why) {
+  std::fprintf(stderr, "payloadrun-drain: %s\n%s", why.c_str(), usage_text);
   return 2;
 }
 
 constexpr int exit_write_failed = 3;
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Args {
   std::string ring;
   std::string out_path;
   bool fsync = false;
   payloadrun::DrainOptions drain_options;
   payloadrun::RingOptions ring_options;
-  ring_options.auto_commit = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--fsync") {
-      fsync = true;
-      continue;
-    }
-    if (i + 1 >= argc) return usage(("missing value after " + a).c_str());
-    const char* v = argv[++i];
-    if (a == "--ring") {
-      ring = v;
-      if (ring.empty()) return usage("--ring needs a name");
-    } else if (a == "--out") {
-      out_path = v;
-      if (out_path.empty()) return usage("--out needs a path");
-    } else if (a == "--extractor") {
-      drain_options.extractor = v;
-    } else if (a == "--spill-dir") {
-      ring_options.spill_dir = v;
-    } else if (a == "--capacity") {
-      char* end = nullptr;
-      const unsigned long long c = std::strtoull(v, &end, 10);
-      if (end == v || *end != '\0' || c == 0) return usage("--capacity takes a byte count");
-      ring_options.capacity = static_cast<std::size_t>(c);
-    } else {
-      return usage(("unknown option " + a).c_str());
-    }
+};
+
+// The command line (CLI11); an exit status when there is nothing to run
+// (--help: 0; a usage error, printed: 2).
+std::optional<int> parse_args(int argc, char** argv, Args& a) {
+  a.ring_options.auto_commit = false;
+  std::string extractor, capacity;
+  CLI::App app("payloadrun-drain: drain a payloadrun result ring into a JSON-lines sidecar", "payloadrun-drain");
+  app.add_option("--ring", a.ring, "the ring's name (created if no producer has yet)")->type_name("NAME")->required();
+  app.add_option("--out", a.out_path, "the sidecar, appended to")->type_name("SIDECAR.jsonl")->required();
+  app.add_option("--extractor", extractor, "extract Deferred payloads with CMD (argv split on spaces)")
+      ->type_name("CMD");
+  app.add_option("--capacity", capacity, "the ring's size when this drain creates it")->type_name("BYTES");
+  app.add_flag("--fsync", a.fsync, "fdatasync the sidecar before committing")->disable_flag_override();
+  app.add_option("--spill-dir", a.ring_options.spill_dir, "where producers' spill journals are")->type_name("DIR");
+  app.footer(usage_text);
+  app.allow_extras();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    return usage(e.what());
   }
-  if (ring.empty() || out_path.empty()) return usage("--ring and --out are required");
+  if (!app.remaining().empty()) {
+    const std::string x = app.remaining().front();
+    return usage(x.size() > 1 && x[0] == '-' ? "unknown option " + x : "unexpected argument \"" + x + "\"");
+  }
+  if (a.ring.empty()) return usage("--ring needs a name");
+  if (a.out_path.empty()) return usage("--out needs a path");
+  if (app.count("--extractor") != 0) a.drain_options.extractor = extractor;
+  if (app.count("--capacity") != 0) {
+    char* end = nullptr;
+    const unsigned long long c = std::strtoull(capacity.c_str(), &end, 10);
+    if (capacity.empty() || capacity[0] == '-' || *end != '\0' || c == 0) {
+      return usage(fmt::format("--capacity takes a byte count, got \"{}\"", capacity));
+    }
+    a.ring_options.capacity = static_cast<std::size_t>(c);
+  }
+  return std::nullopt;
+}
+
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // the program's default: warnings and errors
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL: the library's logger "payloadrun" included
+  Args args;
+  if (const std::optional<int> status = parse_args(argc, argv, args)) return *status;
+  const std::string& ring = args.ring;
+  const std::string& out_path = args.out_path;
+  const bool fsync = args.fsync;
+  payloadrun::DrainOptions& drain_options = args.drain_options;
+  const payloadrun::RingOptions& ring_options = args.ring_options;
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;  // no SA_RESTART: the futex wait returns early

@@ -12,13 +12,12 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
+
 namespace drain {
 namespace {
 
-std::string errno_text(int err) {
-  const char* name = ::strerrorname_np(err);
-  return fmt::format("{} ({})", std::strerror(err), name != nullptr ? name : "?");
-}
+using payloadrun::detail::errno_text;
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "payloadrun/error.hpp"
@@ -91,7 +92,7 @@ void on_stream_ready(Invocation& inv, StreamCapture& s) {
   if (nread < 0) {
     const int e = errno;
     logger()->warn("payload '{}': reading {} failed: {}", inv.payload->name,
-                   stream_name(inv, s), std::strerror(e));
+                   stream_name(inv, s), errno_text(e));
   }
   close_stream(inv, s);  // EOF (or an error: nothing more will come)
   maybe_complete(inv);

@@ -1,4 +1,5 @@
 // cgroup v2 support: see detail/cgroup.hpp.
+#include "detail/errno_text.hpp"
 #include "detail/cgroup.hpp"
 
 #include <dirent.h>
@@ -33,12 +34,6 @@ constexpr std::size_t kMaxFileBytes = 16u * 1024u * 1024u;  // cgroup.procs of a
 constexpr int kMaxKillRounds = 64;
 constexpr int kMaxDepth = 64;
 constexpr int kMaxUniqueAttempts = 1000;
-
-// "No such file or directory (ENOENT)".
-std::string errno_text(int e) {
-  const char* name = ::strerrorname_np(e);
-  return fmt::format("{} ({})", std::strerror(e), name != nullptr ? name : "?");
-}
 
 const char* permission_hint(int e) {
   return e == EACCES || e == EPERM ? "; run as root or use a cgroup delegated to this user" : "";
@@ -536,7 +531,8 @@ void Cgroup::kill_with_signals() noexcept {
         if (pid == self || !signalled.insert(pid).second) continue;
         ++fresh;
         if (::kill(pid, SIGKILL) != 0 && errno != ESRCH) {
-          logger()->warn("kill({}, SIGKILL) in cgroup '{}' failed: {}", pid, path_, errno_text(errno));
+          const int e = errno;  // before logger(), which may change it
+          logger()->warn("kill({}, SIGKILL) in cgroup '{}' failed: {}", pid, path_, errno_text(e));
         }
       }
       if (fresh == 0) return;

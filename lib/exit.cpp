@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "detail/pidfd_exit.hpp"
@@ -38,7 +39,7 @@ void signal_leader(Invocation& inv, int sig) noexcept {
     if (::syscall(SYS_pidfd_send_signal, inv.pidfd.get(), sig, nullptr, 0) != 0 && errno != ESRCH) {
       const int e = errno;
       logger()->warn("payload '{}': pidfd_send_signal failed: {}", inv.payload->name,
-                     std::strerror(e));
+                     errno_text(e));
     }
   } else if (inv.process.open) {
     uv_process_kill(&inv.process.handle, sig);
@@ -84,7 +85,7 @@ void kill_group(Invocation& inv, bool leader_too) noexcept {
     if (::killpg(inv.pid, SIGKILL) != 0 && errno != ESRCH) {
       const int e = errno;
       logger()->warn("payload '{}': killpg({}) failed: {}", inv.payload->name, inv.pid,
-                     std::strerror(e));
+                     errno_text(e));
     }
   }
   if (leader_too && leader_alive(inv)) signal_leader(inv, SIGKILL);
@@ -130,10 +131,10 @@ void on_pidfd_ready(Invocation& inv) {
     return;
   }
   std::string why = fmt::format(
-      "exit status lost: waitid on the pidfd failed: {} ({}); the child was reaped by someone "
+      "exit status lost: waitid on the pidfd failed: {}; the child was reaped by someone "
       "else (SIGCHLD set to SIG_IGN, or a waitpid(-1) in this process) and this kernel cannot "
       "report it through the pidfd (PIDFD_INFO_EXIT needs Linux 6.15)",
-      std::strerror(err), strerrorname_np(err) != nullptr ? strerrorname_np(err) : "?");
+      errno_text(err));
   logger()->error("payload '{}': {}", inv.payload->name, why);
   leader_exited(inv, -1, std::nullopt, std::move(why));
 }
@@ -163,7 +164,7 @@ void reap_leader_blocking(Invocation& inv) noexcept {
     if (!reap_pidfd_blocking(inv.pidfd.get())) {
       const int e = errno;
       logger()->error("payload '{}': reaping pid {} failed: {}", inv.payload->name, inv.pid,
-                      std::strerror(e));
+                      errno_text(e));
     }
   } else if (inv.pid > 0) {
     // uv_spawn backend: reap directly; libuv then finds nothing to reap.

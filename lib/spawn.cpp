@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "payloadrun/error.hpp"
@@ -35,8 +36,6 @@ constexpr int clone_pidfd_flag = 0x00001000;
 constexpr int clone_pidfd_flag = CLONE_PIDFD;
 #endif
 constexpr unsigned close_range_unshare = 1U << 1;  // CLOSE_RANGE_UNSHARE (Linux 5.9)
-
-std::string errno_text(int e) { return fmt::format("{} ({})", std::strerror(e), e); }
 
 [[noreturn]] void throw_spawn(const Payload& p, Errc code, const std::string& what, int e) {
   throw Error(code, fmt::format("spawn payload '{}': {}", p.name, what), e);
@@ -314,8 +313,9 @@ class StdioSlots {
       if (::dup3(impl_.dev_null.get(), impl_.spawn_slots[i].get(), O_CLOEXEC) < 0) {
         // Never keep a pipe end alive in a slot: close it, and spawn the
         // slow way from now on.
+        const int e = errno;  // before the logger, which may change it
         logger()->warn("spawn: cannot reset stdio slot {} ({}); falling back to copying the fd table",
-                       impl_.spawn_slots[i].get(), errno_text(errno));
+                       impl_.spawn_slots[i].get(), errno_text(e));
         impl_.spawn_slots[i].reset();
         impl_.spawn_keep_below = 0;
       }

@@ -7,6 +7,7 @@
 
 #include "detail/pidfd_exit.hpp"
 #include "detail/cgroup.hpp"
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "payloadrun/ring.hpp"
@@ -179,7 +180,7 @@ void init_impl(SupervisorImpl& impl) {
   impl.dev_null = detail::UniqueFd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!impl.dev_null) {
     const int e = errno;
-    throw Error(Errc::io, fmt::format("Supervisor: cannot open /dev/null: {}", std::strerror(e)), e);
+    throw Error(Errc::io, fmt::format("Supervisor: cannot open /dev/null: {}", detail::errno_text(e)), e);
   }
   impl.read_buffer = std::make_unique<char[]>(SupervisorImpl::read_buffer_size);
   impl.child_stack = std::make_unique<char[]>(SupervisorImpl::child_stack_size);

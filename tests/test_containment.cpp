@@ -8,11 +8,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "detail/cgroup.hpp"
+#include "detail/errno_text.hpp"
+#include "detail/log.hpp"
 #include "fixture.hpp"
 
 using namespace payloadrun;
@@ -22,6 +25,38 @@ using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
 namespace {
+
+// Levels are the application's (issue 15): the logger the library makes
+// takes the level spdlog's registry gives new loggers, set by the
+// application, never one of its own.
+TEST(LibraryLogger, TakesTheApplicationsLevel) {
+  spdlog::drop("payloadrun");
+  const auto saved = spdlog::get_level();
+  ::setenv("SPDLOG_LEVEL", "off", 1);  // ignored by the library: only load_env_levels() reads it
+  spdlog::set_level(spdlog::level::debug);
+  const auto made = detail::logger();
+  EXPECT_EQ(made->level(), spdlog::level::debug);
+  EXPECT_EQ(spdlog::get("payloadrun"), made);
+  spdlog::drop("payloadrun");
+  spdlog::set_level(spdlog::level::err);
+  EXPECT_EQ(detail::logger()->level(), spdlog::level::err);
+  // The application's own "payloadrun" logger is used as it is.
+  spdlog::drop("payloadrun");
+  auto own = std::make_shared<spdlog::logger>("payloadrun");
+  own->set_level(spdlog::level::trace);
+  spdlog::register_logger(own);
+  EXPECT_EQ(detail::logger(), own);
+  EXPECT_EQ(detail::logger()->level(), spdlog::level::trace);
+  spdlog::drop("payloadrun");
+  spdlog::set_level(saved);
+  ::unsetenv("SPDLOG_LEVEL");
+}
+
+TEST(ErrnoText, NameWithTheMessageElseTheNumber) {
+  EXPECT_EQ(detail::errno_text(ENOENT), "No such file or directory (ENOENT)");
+  EXPECT_EQ(detail::errno_text(EACCES), "Permission denied (EACCES)");
+  EXPECT_EQ(detail::errno_text(99999), "Unknown error 99999 (99999)");
+}
 
 class Containment : public ProcessTest {
  protected:

@@ -3,14 +3,21 @@
 // corruption, fragmentation, consumer restart, body round-trip exactness.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -517,6 +524,44 @@ TEST(Drain, PairsByPidAndIndexNotOrderAndReportsPairingFailures) {
   EXPECT_NE(lines[2].find(R"("kind":"pairing")"), std::string::npos) << lines[2];
   EXPECT_EQ(drain.summary().pairing_failures, 2u);
   EXPECT_EQ(drain.summary().decode_failures, 1u);
+}
+
+// Levels are the application's (issue 15): a bogus SPDLOG_LEVEL is ignored
+// by spdlog::cfg::load_env_levels() in payloadrun-drain, so the library's
+// warnings (here: a spill journal that is a directory) still reach stderr.
+TEST(DrainProgram, BogusSpdlogLevelDoesNotSilenceTheLibrarysWarnings) {
+  const char* drain = std::getenv("PAYLOADRUN_DRAIN");
+  ASSERT_NE(drain, nullptr) << "PAYLOADRUN_DRAIN is set by meson";
+  RingName ring("bogus-level");
+  char dir_template[] = "/tmp/payloadrun-test-level-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string journal = dir + "/" + ring.name + ".spill.00000000000000000001.1.0";
+  ASSERT_EQ(::mkdir(journal.c_str(), 0700), 0);
+  const std::string out = dir + "/out.jsonl", err = dir + "/err.txt";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+    ::setenv("SPDLOG_LEVEL", "bogus", 1);
+    ::execl(drain, drain, "--ring", ring.name.c_str(), "--out", out.c_str(), "--spill-dir", dir.c_str(),
+            "--capacity", "65536", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  std::string text;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
+       text.find("[warning]") == std::string::npos && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(20ms);
+    std::ifstream in(err);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ::kill(pid, SIGTERM);
+  const int status = wait_child(pid, std::chrono::seconds(30));
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_NE(text.find("[payloadrun] [warning]"), std::string::npos) << text;
+  EXPECT_NE(text.find("cannot be read"), std::string::npos) << text;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -241,6 +241,54 @@ TEST(Runner, BadScenarioOrUsageExits2AndRunsNothing) {
   EXPECT_THAT(r.out, HasSubstr("usage: payloadrun run"));
 }
 
+// The command lines through CLI11 (issue 15): --help for each command and
+// program, usage errors naming the flag or value and exiting 2.
+TEST(Runner, CommandLinesHaveHelpAndNameTheBadFlag) {
+  ProgramResult r = run_program({"run", "--help"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--concurrency N"));
+  EXPECT_THAT(r.out, HasSubstr("usage: payloadrun run"));
+  r = run_program({"merge", "--help"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--sidecar OUT.jsonl IN.jsonl..."));
+  EXPECT_THAT(r.out, HasSubstr("usage: payloadrun merge"));
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{}, "payloadrun: missing command (\"run\" or \"merge\")"},
+      {{"walk"}, "payloadrun: unknown command \"walk\" (\"run\" or \"merge\")"},
+      {{"run", "--concurrency", "x"}, "--concurrency needs a positive integer, got \"x\""},
+      {{"run", "--concurrency"}, "--concurrency: 1 required N missing"},
+      {{"run", "--json"}, "--json: 1 required REPORT.json missing"},
+      {{"run", "--frobnicate"}, "unknown option --frobnicate for run"},
+      {{"run", "a.json", "b.json"}, "one scenario at a time (got \"a.json\" and \"b.json\")"},
+      {{"run", "--ring"}, "--ring needs a ring name, got an empty one"},
+      {{"merge", "o.json", "a.json", "--sidecar", "o.jsonl", "x.jsonl", "--sidecar", "p", "q"},
+       "payloadrun merge: --sidecar is given twice"},
+      {{"merge", "o.json", "a.json", "--junit"}, "payloadrun merge: --junit: 1 required OUT.xml missing"},
+  };
+  for (const auto& [args, message] : cases) {
+    r = run_program(args);
+    EXPECT_EQ(r.status, 2) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr(message)) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr("usage: payloadrun ")) << ::testing::PrintToString(args);
+  }
+  r = run_process({drain_exe(), "--help"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--capacity BYTES"));
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{}, "payloadrun-drain: --ring is required"},
+           {{"--ring", "x", "--out"}, "payloadrun-drain: --out: 1 required SIDECAR.jsonl missing"},
+           {{"--ring", "x", "--out", "o", "--capacity", "0"}, "--capacity takes a byte count, got \"0\""},
+           {{"--ring", "x", "--out", "o", "--frob"}, "payloadrun-drain: unknown option --frob"},
+           {{"--ring", "", "--out", "o"}, "payloadrun-drain: --ring needs a name"}}) {
+    std::vector<std::string> argv = {drain_exe()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    r = run_process(argv);
+    EXPECT_EQ(r.status, 2) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr(message)) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr("usage: payloadrun-drain")) << ::testing::PrintToString(args);
+  }
+}
+
 TEST(Runner, JunitEscapesMarkupAndControlCharacters) {
   TempDir dir;
   write_file(dir.file("s.json"), R"({"payloads": [{"name": "x<&\"'>", "binary": "sh",

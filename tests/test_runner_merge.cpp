@@ -10,6 +10,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -80,6 +82,32 @@ std::string report_error(const std::string& json) {
   return "(no error)";
 }
 
+// The one JSON writer and reader (docs/json.md) in reports: non-finite
+// values are the strings "NaN", "Infinity", "-Infinity" and read back;
+// null (reports written before) reads as NaN; strings are escaped once.
+TEST(MergeReports, NonFiniteValuesAndControlCharactersRoundTrip) {
+  std::string json = sample_report();
+  EXPECT_THAT(json, HasSubstr("\"value\": 7.0,"));
+  json = replace_once(json, "\"value\": 7.0", "\"value\": \"-Infinity\"");
+  json = replace_once(json, "\"duration_ms\": 1.5", "\"duration_ms\": \"NaN\"");
+  json = replace_once(json, "below minimum 8", "below\\u0001 \\b minimum 8");
+  LoadedReport r = parse_report(json, "r.json");
+  const InvocationRecord& rec = r.result.records.at(0);
+  EXPECT_EQ(rec.metrics.at(0).value, -std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(rec.duration_ms));
+  EXPECT_EQ(rec.details.at(0).message, "metric 'v' = 7 below\x01 \b minimum 8");
+  std::ostringstream again;
+  write_json_report(again, r.scenario, r.result);
+  EXPECT_THAT(again.str(), HasSubstr("\"value\": \"-Infinity\""));
+  EXPECT_THAT(again.str(), HasSubstr("\"duration_ms\": \"NaN\""));
+  EXPECT_THAT(again.str(), HasSubstr(R"(below\u0001 \u0008 minimum 8)"));
+  const LoadedReport old = parse_report(replace_once(sample_report(), "\"value\": 7.0", "\"value\": null"), "r.json");
+  EXPECT_TRUE(std::isnan(old.result.records.at(0).metrics.at(0).value));
+  EXPECT_THAT(report_error(replace_once(sample_report(), "\"value\": 7.0", "\"value\": \"nan\"")),
+              HasSubstr("r.json: invocations[0].metrics[0].value: expected a number, \"NaN\", \"Infinity\", "
+                        "\"-Infinity\" or null, got a string"));
+}
+
 TEST(MergeReports, ReadsBackWhatRunWrites) {
   const LoadedReport r = parse_report(sample_report(), "r.json");
   EXPECT_EQ(r.scenario.digest, parse_scenario(small_scenario, "s.json", ".").digest);
@@ -133,7 +161,7 @@ TEST(MergeReports, MalformedReportsAreErrorsNamingFileAndPath) {
        "r.json: shard.count: expected an integer from 1 to 1000000, got 0"},
       {replace_once(good, "\"rule\": ", "\"rules\": "), "r.json: shard.rule: missing; expected a string"},
       {replace_once(good, "\"duration_ms\": 1.5", "\"duration_ms\": true"),
-       "r.json: invocations[0].duration_ms: expected a number or null, got a boolean"},
+       "r.json: invocations[0].duration_ms: expected a number, \"NaN\", \"Infinity\", \"-Infinity\" or null, got a boolean"},
       {replace_once(good, "\"invocations\": 14}", "\"invocations\": 0}"),
        "r.json: invocations: expected at most shard.invocations = 0 entries, got 1"},
   };

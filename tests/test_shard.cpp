@@ -378,7 +378,7 @@ TEST(ShardRun, BadValuesAreUsageErrorsAndRunNothing) {
       {{"TEST_SHARD_INDEX=0", "TEST_TOTAL_SHARDS=0"}, {}, "TEST_TOTAL_SHARDS=0"},
       {{}, {"--shard", "3/3"}, "--shard needs I/N"},
       {{}, {"--shard=1/0"}, "--shard needs I/N"},
-      {{}, {"--shard"}, "--shard needs a value"},
+      {{}, {"--shard"}, "--shard: 1 required I/N missing"},
       {{}, {"--shard-count", "2"}, "--shard-count needs a shard index"},
   };
   for (const auto& c : cases) {

@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/json_write.hpp"
+
 namespace runner {
 namespace {
 
@@ -64,21 +66,8 @@ void compress(std::array<std::uint32_t, 8>& h, const std::uint8_t* block) noexce
   h[7] += hh;
 }
 
-void canonical_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += fmt::format("\\u{:04x}", c);
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
+// Strings as the one JSON writer spells them (docs/json.md).
+void canonical_string(std::string& out, std::string_view s) { payloadrun::detail::json_string(out, s); }
 
 void canonical_double(std::string& out, double d) {
   // JSON has no inf/nan and simdjson never yields them; integral values

@@ -13,10 +13,12 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
+
 namespace runner {
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
+using payloadrun::detail::errno_text;
 
 // An fd closed at scope exit (the inputs' fds; ReportFile owns its own).
 struct InputFd {

@@ -11,6 +11,8 @@
 
 #include <payloadrun/error.hpp>
 
+#include "detail/errno_text.hpp"
+
 namespace runner {
 namespace {
 
@@ -33,8 +35,8 @@ InterruptWatch::InterruptWatch() {
   if (fd_ < 0) {
     const int e = errno;
     if (restore_) ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-    throw payloadrun::Error(payloadrun::Errc::io, std::string("signalfd for SIGINT/SIGTERM failed: ") +
-                                                      std::strerror(e));
+    throw payloadrun::Error(payloadrun::Errc::io, "signalfd for SIGINT/SIGTERM failed: " +
+                                                      payloadrun::detail::errno_text(e));
   }
 }
 

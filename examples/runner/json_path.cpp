@@ -7,27 +7,6 @@
 
 namespace runner {
 
-const char* json_type_name(simdjson::dom::element_type t) {
-  using simdjson::dom::element_type;
-  switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
-    case element_type::INT64:
-    case element_type::UINT64: return "an integer";
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a boolean";
-    case element_type::NULL_VALUE: return "null";
-  }
-  return "a value";
-}
-
-std::string json_path_join(const std::string& path, std::string_view key) {
-  return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-}
-
-std::string json_path_index(const std::string& path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
-
 std::string nul_byte_problem(std::string_view s) {
   const auto at = s.find('\0');
   return at == std::string_view::npos ? std::string() : fmt::format("contains a NUL byte at offset {}", at);
@@ -43,7 +22,7 @@ std::string key_problem(simdjson::dom::element e, const std::string& path) {
   if (e.get(o) == simdjson::SUCCESS) {
     std::set<std::string_view> keys;
     for (auto field : o) {
-      const std::string where = path.empty() ? "(top level)" : path;
+      const std::string where = payloadrun::detail::json_where(path);
       if (const std::string nul = nul_byte_problem(field.key); !nul.empty()) {
         return fmt::format("{}: a key {}", where, nul);
       }

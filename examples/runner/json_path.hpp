@@ -9,14 +9,14 @@
 #include <string>
 #include <string_view>
 
+#include "detail/json_fields.hpp"
+
 namespace runner {
 
-/// "an array", "an integer", "null", ...
-const char* json_type_name(simdjson::dom::element_type t);
-/// `path.key`, or `key` at the top level (empty path).
-std::string json_path_join(const std::string& path, std::string_view key);
-/// `path[i]`.
-std::string json_path_index(const std::string& path, std::size_t i);
+// Type names and paths: the one wording (lib/detail/json_fields.hpp).
+using payloadrun::detail::json_path_index;
+using payloadrun::detail::json_path_join;
+using payloadrun::detail::json_type_name;
 
 /// Where `s` has a NUL byte (which exec, C strings and messages would cut
 /// at): "contains a NUL byte at offset N"; empty when it has none.

@@ -13,10 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <optional>
 #include <string>
@@ -26,7 +24,10 @@
 
 #include <fmt/format.h>
 #include <payloadrun/error.hpp>
+#include <spdlog/cfg/env.h>
+#include <spdlog/spdlog.h>
 
+#include "cli.hpp"
 #include "files.hpp"
 #include "interrupt.hpp"
 #include "merge.hpp"
@@ -42,91 +43,9 @@ namespace {
 
 constexpr int exit_results_undelivered = 4;
 
-constexpr const char* usage_text =
-    "usage: payloadrun run [SCENARIO.json] [--concurrency N] [--json REPORT.json]\n"
-    "                      [--junit REPORT.xml] [--ring NAME] [--cgroup-parent PATH]\n"
-    "                      [--create-cgroups] [--shard I/N] [--shard-count N] [--quiet]\n"
-    "Without SCENARIO.json the bundled demo scenario runs. --shard I/N runs slice I of N\n"
-    "(0-based); without it JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or TEST_SHARD_INDEX\n"
-    "select the slice (--shard-count or PAYLOADRUN_SHARD_COUNT give a Kubernetes job's count).\n"
-    "Exit status: 0 all passed, 1 any invocation failed, 2 bad usage or scenario (nothing ran),\n"
-    "4 results did not reach the --ring, 74 a report could not be written,\n"
-    "130 interrupted (SIGINT/SIGTERM).\n";
-
-struct Args {
-  std::optional<std::string> scenario;
-  std::optional<std::size_t> concurrency;
-  std::optional<std::string> json_path;
-  std::optional<std::string> junit_path;
-  std::string ring;
-  std::string cgroup_parent;
-  bool create_cgroups = false;
-  bool quiet = false;
-  std::optional<std::string> shard;
-  std::optional<std::string> shard_count;
-};
-
 struct UsageError {
   std::string message;
 };
-
-Args parse_args(int argc, char** argv) {
-  std::vector<std::string_view> av(argv + 1, argv + argc);
-  if (av.empty()) throw UsageError{"missing command (\"run\" or \"merge\")"};
-  if (av[0] != "run") throw UsageError{fmt::format("unknown command \"{}\" (\"run\" or \"merge\")", av[0])};
-  Args a;
-  for (std::size_t i = 1; i < av.size(); ++i) {
-    std::string_view arg = av[i];
-    std::optional<std::string_view> inline_value;
-    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
-      inline_value = arg.substr(arg.find('=') + 1);
-      arg = arg.substr(0, arg.find('='));
-    }
-    auto value = [&]() -> std::string {
-      if (inline_value) return std::string(*inline_value);
-      if (i + 1 >= av.size()) throw UsageError{fmt::format("{} needs a value", arg)};
-      return std::string(av[++i]);
-    };
-    auto no_value = [&] {
-      if (inline_value) throw UsageError{fmt::format("{} takes no value", arg)};
-    };
-    if (arg == "--concurrency") {
-      const std::string v = value();
-      std::size_t n = 0;
-      auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc{} || ptr != v.data() + v.size() || n == 0) {
-        throw UsageError{fmt::format("--concurrency needs a positive integer, got \"{}\"", v)};
-      }
-      a.concurrency = n;
-    } else if (arg == "--json") {
-      a.json_path = value();
-    } else if (arg == "--junit") {
-      a.junit_path = value();
-    } else if (arg == "--ring") {
-      a.ring = value();
-      if (a.ring.empty()) throw UsageError{"--ring needs a ring name, got an empty one"};
-    } else if (arg == "--cgroup-parent") {
-      a.cgroup_parent = value();
-    } else if (arg == "--shard") {
-      a.shard = value();
-    } else if (arg == "--shard-count") {
-      a.shard_count = value();
-    } else if (arg == "--create-cgroups") {
-      no_value();
-      a.create_cgroups = true;
-    } else if (arg == "--quiet" || arg == "-q") {
-      no_value();
-      a.quiet = true;
-    } else if (arg.starts_with("-") && arg != "-") {
-      throw UsageError{fmt::format("unknown option {}", arg)};
-    } else if (a.scenario) {
-      throw UsageError{fmt::format("one scenario at a time (got \"{}\" and \"{}\")", *a.scenario, arg)};
-    } else {
-      a.scenario = std::string(arg);
-    }
-  }
-  return a;
-}
 
 bool is_file(const std::string& path) {
   struct stat st {};
@@ -163,7 +82,7 @@ runner::Scenario load_demo() {
 
 // Outputs must not name the scenario or each other (./x and x, a symlink
 // included); each must be creatable. Nothing is written yet.
-void check_outputs(const Args& args, const runner::Scenario& scenario) {
+void check_outputs(const runner::RunArgs& args, const runner::Scenario& scenario) {
   std::vector<runner::NamedPath> outputs;
   if (args.json_path) outputs.push_back({"--json", *args.json_path});
   if (args.junit_path) outputs.push_back({"--junit", *args.junit_path});
@@ -190,19 +109,17 @@ std::size_t fitted_concurrency(std::size_t requested, const runner::StartupState
   return fits;
 }
 
-int run_command(int argc, char** argv, const runner::StartupState& startup) {
-  Args args;
+int run_command(const runner::RunArgs& args, const runner::StartupState& startup) {
   runner::Scenario scenario;
   runner::Shard shard;
   const runner::EnvLookup env = [](const char* name) { return static_cast<const char*>(std::getenv(name)); };
   try {
-    args = parse_args(argc, argv);
     shard = runner::resolve_shard(args.shard, args.shard_count, env);
     scenario = args.scenario ? runner::load_scenario(*args.scenario) : load_demo();
     check_outputs(args, scenario);
     runner::acknowledge_shard(shard, env);  // Bazel: "this test honours sharding"
   } catch (const UsageError& e) {
-    runner::say(stderr, "payloadrun: {}\n{}", e.message, usage_text);
+    runner::say(stderr, "payloadrun: {}\n{}", e.message, runner::run_usage);
     return 2;
   } catch (const runner::ShardError& e) {
     runner::say(stderr, "payloadrun: {}\n", e.what());
@@ -294,17 +211,15 @@ int main(int argc, char** argv) {
   // for `run` SIGINT/SIGTERM (merge stays interruptible by Ctrl-C).
   const bool merge = argc >= 2 && std::string_view(argv[1]) == "merge";
   const runner::StartupState startup = runner::prepare_process(!merge);
+  spdlog::set_level(spdlog::level::warn);  // the program's default: warnings and errors
+  spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL: the library's logger "payloadrun" included
   try {
-    for (int i = 1; i < argc; ++i) {
-      if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-        runner::say(stdout, "{}{}", usage_text, runner::merge_usage);
-        return 0;
-      }
+    const runner::CommandLine cl = runner::parse_command_line(argc, argv, stdout, stderr);
+    switch (cl.command) {
+      case runner::CommandLine::Command::done: return cl.status;
+      case runner::CommandLine::Command::merge: return runner::merge_command(cl.merge, stdout, stderr);
+      case runner::CommandLine::Command::run: return run_command(cl.run, startup);
     }
-    if (merge) {
-      return runner::merge_command(std::vector<std::string_view>(argv + 2, argv + argc), stdout, stderr);
-    }
-    return run_command(argc, argv, startup);
   } catch (const std::bad_alloc&) {
     runner::say(stderr, "payloadrun: out of memory (std::bad_alloc); nothing more could be done\n");
   } catch (const std::exception& e) {

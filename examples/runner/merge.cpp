@@ -15,19 +15,13 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
+
 #include "files.hpp"
 #include "say.hpp"
 
 namespace runner {
 
-const char* const merge_usage =
-    "usage: payloadrun merge OUT.json IN.json... [--junit OUT.xml]\n"
-    "                        [--sidecar OUT.jsonl IN.jsonl...] [--quiet]\n"
-    "Joins the reports that `payloadrun run --shard I/N --json IN.json` wrote for each slice;\n"
-    "--sidecar's inputs are the arguments after OUT.jsonl up to the next option.\n"
-    "Exit status: 0 the whole scenario passed, 1 an invocation failed or a shard is missing,\n"
-    "2 bad usage or inputs that cannot be merged, 74 an output could not be written,\n"
-    "130 a slice was interrupted.\n";
 
 namespace {
 
@@ -179,7 +173,10 @@ SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const Merged
       throw MergeError(e.what());
     }
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw MergeError(fmt::format("{}: cannot open the sidecar: {}", path, std::strerror(errno)));
+    if (!in) {
+      const int e = errno;
+      throw MergeError(fmt::format("{}: cannot open the sidecar: {}", path, payloadrun::detail::errno_text(e)));
+    }
     std::string text;
     std::size_t line_no = 0;
     while (std::getline(in, text)) {
@@ -232,52 +229,12 @@ SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const Merged
   return result;
 }
 
-int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std::FILE* err) {
-  std::optional<std::string> out_json, junit, sidecar_out;
-  std::vector<std::string> inputs, sidecar_inputs;
-  bool quiet = false;
+int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
+  const std::optional<std::string> out_json = args.out_json, junit = args.junit, sidecar_out = args.sidecar_out;
+  const std::vector<std::string>& inputs = args.inputs;
+  const std::vector<std::string>& sidecar_inputs = args.sidecar_inputs;
+  const bool quiet = args.quiet;
   try {
-    bool in_sidecar = false, options_done = false;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-      std::string_view arg = args[i];
-      std::optional<std::string_view> inline_value;
-      const bool is_option = !options_done && arg.starts_with("-") && arg != "-";
-      if (is_option && arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
-        inline_value = arg.substr(arg.find('=') + 1);
-        arg = arg.substr(0, arg.find('='));
-      }
-      auto value = [&]() -> std::string {
-        if (inline_value) return std::string(*inline_value);
-        if (i + 1 >= args.size()) throw UsageError{fmt::format("{} needs a value", arg)};
-        return std::string(args[++i]);
-      };
-      if (!is_option) {
-        if (in_sidecar) sidecar_inputs.emplace_back(arg);
-        else if (!out_json) out_json = std::string(arg);
-        else inputs.emplace_back(arg);
-        continue;
-      }
-      in_sidecar = false;  // any option ends --sidecar's inputs
-      if (arg == "--") {
-        options_done = true;
-      } else if (arg == "--junit") {
-        junit = value();
-      } else if (arg == "--sidecar") {
-        if (sidecar_out) throw UsageError{"--sidecar is given twice"};
-        sidecar_out = value();
-        in_sidecar = true;
-      } else if (arg == "--quiet" || arg == "-q") {
-        if (inline_value) throw UsageError{fmt::format("{} takes no value", arg)};
-        quiet = true;
-      } else {
-        throw UsageError{fmt::format("unknown option {} for merge", arg)};
-      }
-    }
-    if (!out_json) throw UsageError{"missing OUT.json (where the merged report goes)"};
-    if (inputs.empty()) throw UsageError{"no slice reports to merge: give IN.json... after OUT.json"};
-    if (sidecar_out && sidecar_inputs.empty()) {
-      throw UsageError{fmt::format("--sidecar {} needs the slices' sidecars after it", *sidecar_out)};
-    }
     // Outputs never name an input or each other (./x and x, a symlink included).
     std::vector<NamedPath> in_paths, out_paths{{"OUT.json", *out_json}};
     for (const auto& in : inputs) in_paths.push_back({"input report", in});

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli.hpp"
 #include "report.hpp"
 #include "report_read.hpp"
 #include "run.hpp"
@@ -51,13 +52,10 @@ struct SidecarMerge {
 SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const MergedRun* run = nullptr);
 
 /// `payloadrun merge OUT.json IN.json... [--junit OUT.xml]
-/// [--sidecar OUT.jsonl IN.jsonl...] [--quiet]` (arguments after "merge").
+/// [--sidecar OUT.jsonl IN.jsonl...] [--quiet]` (parsed by cli.hpp).
 /// Returns the exit status: 0 the whole scenario passed, 1 an invocation
 /// failed or shards/invocations are missing, 2 usage or inputs that cannot
 /// be merged (nothing written), 130 a slice was interrupted.
-int merge_command(const std::vector<std::string_view>& args, std::FILE* out, std::FILE* err);
-
-/// The usage lines of `payloadrun merge`.
-extern const char* const merge_usage;
+int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err);
 
 }  // namespace runner

@@ -11,15 +11,13 @@
 #include <fmt/format.h>
 #include <payloadrun/evaluate.hpp>
 
+#include "detail/json_write.hpp"
 #include "say.hpp"
 
 namespace runner {
 namespace {
 
-std::string number(double v) {
-  if (!std::isfinite(v)) return "null";  // JSON has no inf/nan
-  return fmt::format("{}", v);
-}
+using payloadrun::detail::json_number;
 
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
@@ -52,29 +50,6 @@ std::vector<ReportDetail> report_details(const InvocationRecord& r) {
   for (const auto& d : r.details) v.push_back({payloadrun::to_string(d.kind), d.message});
   if (!r.interrupted.empty()) v.push_back({interrupted_kind, r.interrupted});
   return v;
-}
-
-std::string json_quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04x}", c);
-        else out += ch;
-    }
-  }
-  out += '"';
-  return out;
 }
 
 std::string xml_escape(std::string_view s) {
@@ -129,7 +104,7 @@ void write_merge_fields(std::ostream& out, const MergeInfo& merge) {
         << ", \"source\": " << json_quote(s.shard.source) << ", \"invocations\": " << s.planned
         << ", \"completed\": " << s.completed << ", \"passed\": " << (s.passed ? "true" : "false")
         << ", \"interrupted\": " << (s.interrupted ? "true" : "false")
-        << ", \"elapsed_ms\": " << number(s.elapsed_ms) << "}";
+        << ", \"elapsed_ms\": " << json_number(s.elapsed_ms) << "}";
   }
   out << "], \"missing_shards\": [";
   for (std::size_t i = 0; i < merge.missing_shards.size(); ++i) out << (i ? ", " : "") << merge.missing_shards[i];
@@ -142,7 +117,7 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
   out << "{\"passed\": " << (result.passed() ? "true" : "false")
       << ", \"interrupted\": " << (result.interrupted ? "true" : "false")
       << ", \"elapsed_ms\": "
-      << number(std::chrono::duration<double, std::milli>(result.elapsed).count());
+      << json_number(std::chrono::duration<double, std::milli>(result.elapsed).count());
   write_scenario_fields(out, scenario, result);
   if (merge) write_merge_fields(out, *merge);
   out << ", \"invocations\": [";
@@ -164,7 +139,7 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
     out << "], \"metrics\": [";
     for (std::size_t i = 0; i < r.metrics.size(); ++i) {
       const auto& m = r.metrics[i];
-      out << (i ? ", " : "") << "{\"name\": " << json_quote(m.name) << ", \"value\": " << number(m.value)
+      out << (i ? ", " : "") << "{\"name\": " << json_quote(m.name) << ", \"value\": " << json_number(m.value)
           << ", \"polarity\": " << json_quote(payloadrun::to_string(m.polarity))
           << ", \"unit\": " << json_quote(m.unit)
           << ", \"source\": " << json_quote(payloadrun::to_string(m.source))
@@ -172,7 +147,7 @@ void write_json_report(std::ostream& out, const Scenario& scenario, const RunRes
     }
     out << "], \"stdout_truncated\": " << (r.stdout_truncated ? "true" : "false")
         << ", \"stderr_truncated\": " << (r.stderr_truncated ? "true" : "false")
-        << ", \"duration_ms\": " << number(r.duration_ms) << "}";
+        << ", \"duration_ms\": " << json_number(r.duration_ms) << "}";
   }
   out << "\n]}\n";
 }

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "detail/json_write.hpp"
 #include "run.hpp"
 #include "scenario.hpp"
 
@@ -60,8 +61,8 @@ struct ReportDetail {
 inline constexpr std::string_view interrupted_kind = "interrupted";
 std::vector<ReportDetail> report_details(const InvocationRecord& r);
 
-/// JSON string literal (quotes included) of `s`.
-std::string json_quote(std::string_view s);
+/// JSON string literal (quotes included) of `s`: the one writer (docs/json.md).
+using payloadrun::detail::json_quote;
 /// `s` escaped for XML text and attributes; characters XML 1.0 forbids
 /// (control characters but tab, LF, CR) become U+FFFD.
 std::string xml_escape(std::string_view s);

@@ -14,6 +14,7 @@
 #include <payloadrun/check.hpp>
 #include <payloadrun/metrics.hpp>
 
+#include "detail/json_fields.hpp"
 #include "files.hpp"
 #include "json_path.hpp"
 #include "report.hpp"
@@ -22,78 +23,48 @@ namespace runner {
 namespace {
 
 using simdjson::dom::element;
-using simdjson::dom::element_type;
 using simdjson::dom::object;
-
 
 std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
 std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }
 
-// Field access on one object, every failure naming the file and path.
+// Field access on one object through the one field reader
+// (lib/detail/json_fields.hpp), every failure naming the file and path.
 class Fields {
  public:
-  Fields(const std::string& file, element e, std::string path) : file_(file), path_(std::move(path)) {
-    if (e.get(o_) != simdjson::SUCCESS) fail(path_, fmt::format("expected an object, got {}", json_type_name(e.type())));
-  }
+  Fields(const std::string& file, element e, std::string path)
+      : reader_([&file](const std::string& place, const std::string& what) {
+          throw ReportError(fmt::format("{}: {}: {}", file, place, what));
+        }),
+        path_(std::move(path)),
+        o_(reader_.as_object(e, path_)) {}
 
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw ReportError(fmt::format("{}: {}: {}", file_, path.empty() ? "(top level)" : path, what));
-  }
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const { reader_.fail(path, what); }
   const std::string& path() const { return path_; }
 
-  element get(std::string_view key, const char* what) const {
-    element e;
-    if (o_[key].get(e) != simdjson::SUCCESS) fail(join(path_, key), fmt::format("missing; expected {}", what));
-    return e;
-  }
+  element get(std::string_view key, std::string_view what) const { return reader_.required(o_, path_, key, what); }
   bool has(std::string_view key) const {
     element e;
-    return o_[key].get(e) == simdjson::SUCCESS;
-  }
-  [[noreturn]] void expected(std::string_view key, const char* what, element e) const {
-    fail(join(path_, key), fmt::format("expected {}, got {}", what, json_type_name(e.type())));
+    return payloadrun::detail::JsonReader::optional(o_, key, e);
   }
   std::string str(std::string_view key) const {
-    element e = get(key, "a string");
-    std::string_view s;
-    if (e.get(s) != simdjson::SUCCESS) expected(key, "a string", e);
-    return std::string(s);
+    return std::string(reader_.as_string(get(key, "a string"), join(path_, key)));
   }
-  bool boolean(std::string_view key) const {
-    element e = get(key, "true or false");
-    bool b = false;
-    if (e.get(b) != simdjson::SUCCESS) expected(key, "true or false", e);
-    return b;
-  }
+  bool boolean(std::string_view key) const { return reader_.as_bool(get(key, "true or false"), join(path_, key)); }
   std::int64_t integer(std::string_view key, std::int64_t lo, std::int64_t hi) const {
     const std::string what = fmt::format("an integer from {} to {}", lo, hi);
-    element e = get(key, what.c_str());
-    std::int64_t v = 0;
-    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) expected(key, what.c_str(), e);
-    if (v < lo || v > hi) fail(join(path_, key), fmt::format("expected {}, got {}", what, v));
-    return v;
+    return reader_.as_integer(get(key, what), join(path_, key), lo, hi, what);
   }
   std::uint64_t unsigned_integer(std::string_view key) const {
-    element e = get(key, "a non-negative integer");
-    std::uint64_t v = 0;
-    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) {
-      expected(key, "a non-negative integer", e);
-    }
-    return v;
+    return reader_.as_unsigned(get(key, "a non-negative integer"), join(path_, key));
   }
-  // A number, or null for a value JSON cannot carry (inf, nan).
+  // A number as the one writer spells it (docs/json.md), or null (NaN) as
+  // reports written before it had for non-finite values.
   double number_or_null(std::string_view key) const {
-    element e = get(key, "a number or null");
-    if (e.is_null()) return std::numeric_limits<double>::quiet_NaN();
-    double d = 0;
-    if (!e.is_number() || e.get(d) != simdjson::SUCCESS) expected(key, "a number or null", e);
-    return d;
+    return reader_.as_double(get(key, "a number or null"), join(path_, key), true);
   }
-  simdjson::dom::array array(std::string_view key, const char* what) const {
-    element e = get(key, what);
-    simdjson::dom::array a;
-    if (e.get(a) != simdjson::SUCCESS) expected(key, what, e);
-    return a;
+  simdjson::dom::array array(std::string_view key, std::string_view what) const {
+    return reader_.as_array(get(key, what), join(path_, key), what);
   }
   // One of the names `to_string` gives the values first..last of an enum.
   template <class Enum>
@@ -108,7 +79,7 @@ class Fields {
   }
 
  private:
-  const std::string& file_;
+  payloadrun::detail::JsonReader reader_;
   std::string path_;
   object o_;
 };

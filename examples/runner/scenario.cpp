@@ -21,37 +21,20 @@ namespace runner {
 namespace {
 
 using simdjson::dom::element;
-using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-
-// Parsing context: the file name, for messages.
-class Reader {
+// The one field reader (lib/detail/json_fields.hpp); failures name the file.
+class Reader : public payloadrun::detail::JsonReader {
  public:
-  explicit Reader(const std::string& file) : file_(file) {}
+  explicit Reader(const std::string& file)
+      : JsonReader([&file](const std::string& place, const std::string& what) {
+          throw ScenarioError(fmt::format("{}: {}: {}", file, place, what));
+        }) {}
 
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw ScenarioError(fmt::format("{}: {}: {}", file_, path.empty() ? "(top level)" : path, what));
-  }
-  [[noreturn]] void expected(const std::string& path, const std::string& what, element e) const {
-    fail(path, fmt::format("expected {}, got {}", what, json_type_name(e.type())));
-  }
-
-  object as_object(element e, const std::string& path, const char* what = "an object") const {
-    object o;
-    if (e.get(o) != simdjson::SUCCESS) expected(path, what, e);
-    return o;
-  }
-  simdjson::dom::array as_array(element e, const std::string& path, const char* what) const {
-    simdjson::dom::array a;
-    if (e.get(a) != simdjson::SUCCESS) expected(path, what, e);
-    return a;
-  }
   // Every string of a scenario: a NUL byte (JSON's \u0000) would be cut by
   // exec and by C-string messages, so it is refused where it is.
-  std::string as_string(element e, const std::string& path, const char* what = "a string") const {
-    std::string_view s;
-    if (e.get(s) != simdjson::SUCCESS) expected(path, what, e);
+  std::string as_string(element e, const std::string& path, std::string_view what = "a string") const {
+    const std::string_view s = JsonReader::as_string(e, path, what);
     if (const std::string nul = nul_byte_problem(s); !nul.empty()) fail(path, nul);
     return std::string(s);
   }
@@ -60,44 +43,8 @@ class Reader {
     if (s.empty()) fail(path, "expected a non-empty string, got \"\"");
     return s;
   }
-  bool as_bool(element e, const std::string& path) const {
-    bool b = false;
-    if (e.get(b) != simdjson::SUCCESS) expected(path, "true or false", e);
-    return b;
-  }
-  double as_number(element e, const std::string& path) const {
-    if (!e.is_number()) expected(path, "a number", e);
-    double d = 0;
-    if (e.get(d) != simdjson::SUCCESS) expected(path, "a number", e);
-    return d;
-  }
-  std::int64_t as_integer(element e, const std::string& path, std::int64_t lo, std::int64_t hi,
-                          const char* what) const {
-    std::int64_t v = 0;
-    if (e.type() == element_type::DOUBLE || e.get(v) != simdjson::SUCCESS) expected(path, what, e);
-    if (v < lo || v > hi) fail(path, fmt::format("expected {}, got {}", what, v));
-    return v;
-  }
-  // Unknown keys are errors (a typo must not silently drop a check).
-  void only_keys(object o, const std::string& path, std::initializer_list<std::string_view> keys) const {
-    for (auto field : o) {
-      bool known = false;
-      for (auto k : keys) known = known || k == field.key;
-      if (!known) {
-        fail(join(path, field.key), fmt::format("unknown key; expected one of: {}", fmt::join(keys, ", ")));
-      }
-    }
-  }
-  element required(object o, const std::string& path, std::string_view key, const char* what) const {
-    element e;
-    if (o[key].get(e) != simdjson::SUCCESS) fail(join(path, key), fmt::format("missing; expected {}", what));
-    return e;
-  }
   static std::string join(const std::string& path, std::string_view key) { return json_path_join(path, key); }
   static std::string index(const std::string& path, std::size_t i) { return json_path_index(path, i); }
-
- private:
-  const std::string& file_;
 };
 
 payloadrun::OutputFormat parse_output(const Reader& r, element e, const std::string& path) {

@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
+
 namespace runner {
 namespace {
 
@@ -177,7 +179,7 @@ void acknowledge_shard(const Shard& shard, const EnvLookup& env) {
   if (fd < 0 || ::futimens(fd, nullptr) != 0) {
     const int err = errno;
     if (fd >= 0) ::close(fd);
-    throw ShardError(fmt::format("cannot touch TEST_SHARD_STATUS_FILE={}: {}", path, std::strerror(err)));
+    throw ShardError(fmt::format("cannot touch TEST_SHARD_STATUS_FILE={}: {}", path, payloadrun::detail::errno_text(err)));
   }
   ::close(fd);
 }

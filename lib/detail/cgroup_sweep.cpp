@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "detail/cgroup.hpp"
+#include "detail/errno_text.hpp"
 #include "detail/log.hpp"
 
 namespace payloadrun::detail {
@@ -72,7 +73,8 @@ std::size_t sweep_stale_cgroups(const std::string& parent, std::chrono::millisec
   try {
     UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) {
-      logger()->warn("stale cgroups: cannot open '{}': {}", parent, std::strerror(errno));
+      const int e = errno;  // before logger(), which may change it
+      logger()->warn("stale cgroups: cannot open '{}': {}", parent, errno_text(e));
       return 0;
     }
     std::vector<Stale> stale;

@@ -1,5 +1,6 @@
 // The library's logger: spdlog logger "payloadrun" (created on first use if
-// the application has not registered one; level from SPDLOG_LEVEL).
+// the application has not registered one, at the level spdlog's registry
+// gives a new logger: spdlog::set_level, spdlog::cfg::load_env_levels()).
 #pragma once
 
 #include <memory>

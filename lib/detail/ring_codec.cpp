@@ -2,11 +2,9 @@
 // untrusted bytes with simdjson (consumer).
 #include <simdjson.h>
 
-#include <cmath>
-#include <limits>
-
 #include <fmt/format.h>
 
+#include "detail/json_fields.hpp"
 #include "detail/ring_json.hpp"
 #include "payloadrun/error.hpp"
 #include "payloadrun/evaluate.hpp"
@@ -14,47 +12,6 @@
 
 namespace payloadrun {
 namespace detail {
-
-void json_string(std::string& out, std::string_view s) {
-  if (!simdjson::validate_utf8(s.data(), s.size())) {
-    json_string(out, utf8_lossy(s));
-    return;
-  }
-  out.reserve(out.size() + s.size() + 2);
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
-void json_double(std::string& out, double v) {
-  if (std::isnan(v)) {
-    out += "\"NaN\"";
-    return;
-  }
-  if (std::isinf(v)) {
-    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
-    return;
-  }
-  const std::size_t start = out.size();
-  fmt::format_to(std::back_inserter(out), "{}", v);
-  // Keep it a double token ("-0" would read back as the integer 0).
-  if (out.find_first_of(".eE", start) == std::string::npos) out += ".0";
-}
 
 void json_details(std::string& out, const AssertResult& result) {
   out += "[";
@@ -113,78 +70,56 @@ const char* check_kind_name(MetricCheck::Kind k) {
   return "?";
 }
 
-[[noreturn]] void bad(const char* what, std::string_view field) {
-  throw Error(Errc::ring, fmt::format("ring record body is malformed: {} '{}'", what, field));
+// Field accessors over untrusted input through the one field reader
+// (json_fields.hpp): every failure throws Error(ring) naming the field,
+// "ring record body is malformed: FIELD: expected WHAT, got TYPE".
+const detail::JsonReader& reader() {
+  static const detail::JsonReader r([](const std::string& place, const std::string& what) {
+    throw Error(Errc::ring, fmt::format("ring record body is malformed: {}: {}", place, what));
+  });
+  return r;
 }
+[[noreturn]] void bad(std::string_view field, const std::string& what) { reader().fail(std::string(field), what); }
 
-// Field accessors over untrusted input: every failure throws Error(ring).
-dom::element field(dom::object o, std::string_view k) {
-  dom::element e;
-  if (o[k].get(e) != simdjson::SUCCESS) bad("missing field", k);
-  return e;
+dom::element field(dom::object o, std::string_view k, const char* what) {
+  return reader().required(o, "", k, what);
 }
 std::string_view get_str(dom::object o, std::string_view k) {
-  std::string_view s;
-  if (field(o, k).get_string().get(s) != simdjson::SUCCESS) bad("field is not a string:", k);
-  return s;
+  return reader().as_string(field(o, k, "a string"), std::string(k));
 }
 std::optional<std::string> get_opt_str(dom::object o, std::string_view k) {
   dom::element e;
-  if (o[k].get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
-  std::string_view s;
-  if (e.get_string().get(s) != simdjson::SUCCESS) bad("field is not a string:", k);
-  return std::string(s);
+  if (!detail::JsonReader::optional(o, k, e) || e.is_null()) return std::nullopt;
+  return std::string(reader().as_string(e, std::string(k), "a string or null"));
 }
 bool get_bool(dom::object o, std::string_view k) {
-  bool b = false;
-  if (field(o, k).get_bool().get(b) != simdjson::SUCCESS) bad("field is not a boolean:", k);
-  return b;
+  return reader().as_bool(field(o, k, "true or false"), std::string(k));
 }
 std::int64_t get_int(dom::object o, std::string_view k, std::int64_t lo, std::int64_t hi) {
-  std::int64_t v = 0;
-  if (field(o, k).get_int64().get(v) != simdjson::SUCCESS || v < lo || v > hi) {
-    bad("field is not an integer in range:", k);
-  }
-  return v;
+  return reader().as_integer(field(o, k, "an integer"), std::string(k), lo, hi);
 }
 std::uint64_t get_u64(dom::object o, std::string_view k) {
-  std::uint64_t v = 0;
-  if (field(o, k).get_uint64().get(v) != simdjson::SUCCESS) bad("field is not an unsigned integer:", k);
-  return v;
+  return reader().as_unsigned(field(o, k, "a non-negative integer"), std::string(k));
 }
-double as_double(dom::element e, std::string_view k) {
-  double d = 0;
-  if (e.get_double().get(d) == simdjson::SUCCESS) return d;
-  std::string_view s;
-  if (e.get_string().get(s) == simdjson::SUCCESS) {
-    if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
-    if (s == "Infinity") return std::numeric_limits<double>::infinity();
-    if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
-  }
-  bad("field is not a number:", k);
+double get_double(dom::object o, std::string_view k) {
+  return reader().as_double(field(o, k, "a number"), std::string(k));
 }
 std::optional<double> get_opt_double(dom::object o, std::string_view k) {
   dom::element e;
-  if (o[k].get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
-  return as_double(e, k);
+  if (!detail::JsonReader::optional(o, k, e) || e.is_null()) return std::nullopt;
+  return reader().as_double(e, std::string(k));
 }
 dom::array get_array(dom::object o, std::string_view k) {
-  dom::array a;
-  if (field(o, k).get_array().get(a) != simdjson::SUCCESS) bad("field is not an array:", k);
-  return a;
+  return reader().as_array(field(o, k, "an array"), std::string(k));
 }
-dom::object as_object(dom::element e, std::string_view what) {
-  dom::object o;
-  if (e.get_object().get(o) != simdjson::SUCCESS) bad("not an object:", what);
-  return o;
-}
+dom::object as_object(dom::element e, std::string_view what) { return reader().as_object(e, std::string(what)); }
 
 template <class T>
 T parse_enum(std::string_view s, std::string_view k, std::initializer_list<T> values) {
   for (T v : values) {
     if (s == to_string(v)) return v;
   }
-  bad("unknown value for", k);
+  bad(k, fmt::format("unknown value \"{}\"", s));
 }
 
 dom::object parse_root(dom::parser& parser, std::string_view body) {
@@ -221,11 +156,7 @@ std::string encode_metrics(const Completion& c, bool deferred) {
   out += ",\"metrics\":";
   detail::json_metrics(out, m);
   out += ",\"error\":";
-  if (c.error) {
-    json_string(out, *c.error);
-  } else {
-    out += "null";
-  }
+  detail::json_string_or_null(out, c.error);
   out += "}";
   return out;
 }
@@ -240,11 +171,7 @@ std::string encode_raw(const RawPayloadOutput& r) {
   out += ",\"stderr\":";
   json_string(out, r.stderr_text);
   out += ",\"hint\":";
-  if (r.hint) {
-    json_string(out, *r.hint);
-  } else {
-    out += "null";
-  }
+  detail::json_string_or_null(out, r.hint);
   out += ",\"metric_hints\":[";
   for (std::size_t i = 0; i < r.metric_hints.size(); ++i) {
     if (i != 0) out += ",";
@@ -313,7 +240,7 @@ MetricsRecord decode_metrics(std::string_view body) {
   for (dom::element e : get_array(o, "metrics")) {
     dom::object m = as_object(e, "metrics[]");
     const std::size_t i = r.metrics.size();
-    r.metrics.add(get_str(m, "name"), as_double(field(m, "value"), "value"),
+    r.metrics.add(get_str(m, "name"), get_double(m, "value"),
                   parse_enum(get_str(m, "source"), "source", {MetricSource::json, MetricSource::deferred}),
                   parse_enum(get_str(m, "stream"), "stream",
                              {MetricStream::stdout_stream, MetricStream::stderr_stream}));
@@ -362,8 +289,8 @@ RawPayloadOutput decode_raw(std::string_view body) {
     dom::object c = as_object(e, "checks[]");
     const std::string_view kind = get_str(c, "kind");
     std::string metric(get_str(c, "metric"));
-    const double lo = as_double(field(c, "lo"), "lo");
-    const double hi = as_double(field(c, "hi"), "hi");
+    const double lo = get_double(c, "lo");
+    const double hi = get_double(c, "hi");
     try {
       if (kind == "min") r.checks.push_back(MetricCheck::min(std::move(metric), lo));
       else if (kind == "max") r.checks.push_back(MetricCheck::max(std::move(metric), hi));
@@ -373,11 +300,11 @@ RawPayloadOutput decode_raw(std::string_view body) {
         r.checks.push_back(MetricCheck::exit_code_eq(
             static_cast<int>(get_int(c, "code", INT32_MIN, INT32_MAX))));
       } else {
-        bad("unknown check kind", kind);
+        bad("kind", fmt::format("unknown check kind \"{}\"", kind));
       }
     } catch (const Error& e) {
       if (e.code() == Errc::ring) throw;
-      bad("invalid check:", e.what());
+      bad("checks[]", fmt::format("invalid check: {}", e.what()));
     }
   }
   return r;

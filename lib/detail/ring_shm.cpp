@@ -1,5 +1,6 @@
 // Ring mapping (create/open), CRC32C, futex and clock helpers.
 #include "detail/ring_shm.hpp"
+#include "detail/errno_text.hpp"
 
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -42,7 +43,7 @@ std::uint64_t round_capacity(std::size_t want) {
 }
 
 [[noreturn]] void fail(const std::string& name, const std::string& what, int err) {
-  throw Error(Errc::ring, fmt::format("ring '{}': {}: {}", name, what, std::strerror(err)), err);
+  throw Error(Errc::ring, fmt::format("ring '{}': {}: {}", name, what, errno_text(err)), err);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "detail/fd.hpp"
+#include "detail/errno_text.hpp"
 
 namespace payloadrun::detail {
 namespace {
@@ -90,12 +91,12 @@ std::string write_spill(const std::string& dir, const std::string& ring_name, st
                   spill_sequence.fetch_add(1, std::memory_order_relaxed));
   const std::string tmp_path = final_path + ".tmp";
   UniqueFd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd) return fmt::format("cannot create spill file {}: {}", tmp_path, std::strerror(errno));
+  if (!fd) return fmt::format("cannot create spill file {}: {}", tmp_path, errno_text(errno));
   ::flock(fd.get(), LOCK_EX);  // "being written": a consumer leaves a locked .tmp alone
   const auto failed = [&](const char* what) {
     const int err = errno;
     ::unlink(tmp_path.c_str());
-    return fmt::format("cannot {} spill file {}: {}", what, tmp_path, std::strerror(err));
+    return fmt::format("cannot {} spill file {}: {}", what, tmp_path, errno_text(err));
   };
   // Reserve the space first: a full disk fails here, before anything moves.
   std::uint64_t total = sizeof(SpillHeader);
@@ -178,7 +179,7 @@ SpillContents read_spill(const std::string& path) {
   struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     out.problems.push_back(fmt::format("spill file {} cannot be read ({}); left in place", path,
-                                       fd ? "not a regular file" : std::strerror(errno)));
+                                       fd ? "not a regular file" : errno_text(errno)));
     return out;
   }
   if (static_cast<std::uint64_t>(st.st_size) > max_spill_file) {
@@ -195,7 +196,7 @@ SpillContents read_spill(const std::string& path) {
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       out.problems.push_back(fmt::format("spill file {} cannot be read ({}); left in place", path,
-                                         std::strerror(errno)));
+                                         errno_text(errno)));
       return out;
     }
     if (r == 0) break;

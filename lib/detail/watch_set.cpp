@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
 #include "payloadrun/error.hpp"
@@ -74,7 +75,7 @@ void init_watch_set(SupervisorImpl& impl) {
   impl.watch_set = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
   if (!impl.watch_set) {
     const int e = errno;
-    throw Error(Errc::io, fmt::format("Supervisor: epoll_create1 failed: {}", std::strerror(e)), e);
+    throw Error(Errc::io, fmt::format("Supervisor: epoll_create1 failed: {}", errno_text(e)), e);
   }
   auto poll = std::make_unique<uv_poll_t>();
   const int rc = uv_poll_init(impl.loop, poll.get(), impl.watch_set.get());
@@ -115,7 +116,7 @@ void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
       const int e = errno;
       throw Error(Errc::io,
                   fmt::format("spawn payload '{}': cannot make its {} non-blocking: {}",
-                              inv.payload->name, what, std::strerror(e)),
+                              inv.payload->name, what, errno_text(e)),
                   e);
     }
   }
@@ -127,7 +128,7 @@ void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
     const int e = errno;
     throw Error(Errc::io,
                 fmt::format("spawn payload '{}': cannot watch its {}: {}", inv.payload->name, what,
-                            std::strerror(e)),
+                            errno_text(e)),
                 e);
   }
   tag.watched = true;
@@ -143,7 +144,7 @@ void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
   if (::epoll_ctl(impl->watch_set.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) {
     const int e = errno;
     logger()->warn("payload '{}': removing fd {} from the watch set failed: {}", inv.payload->name,
-                   fd, std::strerror(e));
+                   fd, errno_text(e));
   }
   if (--impl->watched_fds == 0 && impl->watch_set_poll) uv_poll_stop(impl->watch_set_poll.get());
   if (--inv.watched_fds == 0) release_later(inv);  // freed at a safe point
