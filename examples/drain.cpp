@@ -1,7 +1,7 @@
 // payloadrun-drain: drain a payloadrun result ring into a JSON-lines sidecar.
 //
-//   payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor CMD] [--capacity BYTES]
-//                    [--fsync] [--spill-dir DIR]
+//   payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor PROGRAM [--extractor-arg ARG]...]
+//                    [--capacity BYTES] [--fsync] [--spill-dir DIR]
 //
 // Creates the ring if no producer has yet. Spill journals of the ring are
 // imported first. A record leaves the ring only after the sidecar's write(2)
@@ -12,8 +12,9 @@
 // summary and exits: 0 when nothing was lost or corrupt, 1 otherwise, 2 on a
 // usage or setup error, 3 when writing the sidecar failed (what was not
 // written stays in the ring for the next drain). Deferred payloads are
-// extracted here: by CMD (raw stdout on its stdin, argv split on spaces, no
-// shell) or, without --extractor, from the raw text itself.
+// extracted here: by PROGRAM, run with each --extractor-arg as one argument
+// (raw stdout on its stdin, no shell; DrainOptions::extractor) or, without
+// --extractor, from the raw text itself.
 #include <signal.h>
 
 #include <atomic>
@@ -23,9 +24,11 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <string>
+#include <vector>
 
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/drain.hpp"
+#include "payloadrun/ring_consumer.hpp"
 
 #include "drain_sidecar.hpp"
 
@@ -38,7 +41,7 @@ void on_signal(int) { stop_requested.store(true); }
 int usage(const char* why) {
   std::fprintf(stderr,
                "payloadrun-drain: %s\nusage: payloadrun-drain --ring NAME --out SIDECAR.jsonl "
-               "[--extractor CMD] [--capacity BYTES] [--fsync] [--spill-dir DIR]\n",
+               "[--extractor PROGRAM [--extractor-arg ARG]...] [--capacity BYTES] [--fsync] [--spill-dir DIR]\n",
                why);
   return 2;
 }
@@ -52,6 +55,8 @@ int main(int argc, char** argv) {
   std::string out_path;
   bool fsync = false;
   payloadrun::DrainOptions drain_options;
+  std::string extractor;
+  std::vector<std::string> extractor_args;
   payloadrun::RingOptions ring_options;
   ring_options.auto_commit = false;
   for (int i = 1; i < argc; ++i) {
@@ -69,7 +74,10 @@ int main(int argc, char** argv) {
       out_path = v;
       if (out_path.empty()) return usage("--out needs a path");
     } else if (a == "--extractor") {
-      drain_options.extractor = v;
+      extractor = v;
+      if (extractor.empty()) return usage("--extractor needs a program");
+    } else if (a == "--extractor-arg") {
+      extractor_args.emplace_back(v);
     } else if (a == "--spill-dir") {
       ring_options.spill_dir = v;
     } else if (a == "--capacity") {
@@ -82,6 +90,11 @@ int main(int argc, char** argv) {
     }
   }
   if (ring.empty() || out_path.empty()) return usage("--ring and --out are required");
+  if (extractor.empty() && !extractor_args.empty()) return usage("--extractor-arg needs --extractor");
+  if (!extractor.empty()) {
+    drain_options.extractor.push_back(extractor);
+    drain_options.extractor.insert(drain_options.extractor.end(), extractor_args.begin(), extractor_args.end());
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;  // no SA_RESTART: the futex wait returns early

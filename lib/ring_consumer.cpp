@@ -18,7 +18,7 @@
 #include "detail/ring_shm.hpp"
 #include "detail/ring_spill.hpp"
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_consumer.hpp"
 
 namespace payloadrun {
 
