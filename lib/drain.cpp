@@ -22,7 +22,7 @@ AssertDetail detail_of(DetailKind k, std::string m) { return AssertDetail{k, std
 
 }  // namespace
 
-struct Drain::Impl {
+struct __attribute__((visibility("hidden"))) Drain::Impl {
   LineSink sink;
   DrainOptions options;
   std::unique_ptr<detail::DeferredEvaluator> deferred;  // after `options` is set

@@ -145,7 +145,7 @@ std::optional<std::string_view> find_json_region(std::string_view text) noexcept
   return std::nullopt;
 }
 
-struct Extractor::Impl {
+struct __attribute__((visibility("hidden"))) Extractor::Impl {
   simdjson::dom::parser parser_;
   std::string number_buf_;  // rewrite_numbers output
   std::string lossy_buf_;   // lossy_utf8 output

@@ -58,7 +58,7 @@ bool remove_ring(const std::string& name) noexcept {
   }
 }
 
-struct RingProducer::Impl {
+struct __attribute__((visibility("hidden"))) RingProducer::Impl {
   detail::RingMap map;
   RingOptions options;
   std::deque<Batch> queue;
@@ -367,7 +367,7 @@ void detail::RingProducerAccess::set_after_reserve_hook(RingProducer& producer,
 
 // ---------------------------------------------------------------- RingEmitter
 
-struct RingEmitter::Impl {
+struct __attribute__((visibility("hidden"))) RingEmitter::Impl {
   uv_loop_t* loop;
   RingProducer producer;
   RingOptions options;

@@ -58,7 +58,7 @@ void RingHold::add(const RingHold& other) {
   }
 }
 
-struct RingConsumer::Impl {
+struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
   detail::RingMap map;
   RingOptions options;
   RingStats stats;
