@@ -21,7 +21,8 @@
 #include <optional>
 
 #include "common.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_consumer.hpp"
+#include "payloadrun/ring_producer.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // payloadrun-drain: drain a payloadrun result ring into a JSON-lines sidecar.
 //
-//   payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor CMD] [--capacity BYTES]
-//                    [--fsync] [--spill-dir DIR]
+//   payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor PROGRAM [--extractor-arg ARG]...]
+//                    [--capacity BYTES] [--fsync] [--spill-dir DIR]
 //
 // Creates the ring if no producer has yet. Spill journals of the ring are
 // imported first. A record leaves the ring only after the sidecar's write(2)
@@ -12,8 +12,9 @@
 // summary and exits: 0 when nothing was lost or corrupt, 1 otherwise, 2 on a
 // usage or setup error, 3 when writing the sidecar failed (what was not
 // written stays in the ring for the next drain). Deferred payloads are
-// extracted here: by CMD (raw stdout on its stdin, argv split on spaces, no
-// shell) or, without --extractor, from the raw text itself.
+// extracted here: by PROGRAM, run with each --extractor-arg as one argument
+// (raw stdout on its stdin, no shell; DrainOptions::extractor) or, without
+// --extractor, from the raw text itself.
 #include <signal.h>
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,7 +32,8 @@
 #include <spdlog/spdlog.h>
 
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/drain.hpp"
+#include "payloadrun/ring_consumer.hpp"
 
 #include "drain_sidecar.hpp"
 
@@ -41,8 +44,8 @@ std::atomic<bool> stop_requested{false};
 void on_signal(int) { stop_requested.store(true); }
 
 constexpr const char* usage_text =
-    "usage: payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor CMD] [--capacity BYTES] [--fsync] "
-    "[--spill-dir DIR]\n";
+    "usage: payloadrun-drain --ring NAME --out SIDECAR.jsonl [--extractor PROGRAM [--extractor-arg ARG]...] "
+    "[--capacity BYTES] [--fsync] [--spill-dir DIR]\n";
 
 int usage(const std::string& why) {
   std::fprintf(stderr, "payloadrun-drain: %s\n%s", why.c_str(), usage_text);
@@ -64,11 +67,14 @@ struct Args {
 std::optional<int> parse_args(int argc, char** argv, Args& a) {
   a.ring_options.auto_commit = false;
   std::string extractor, capacity;
+  std::vector<std::string> extractor_args;
   CLI::App app("payloadrun-drain: drain a payloadrun result ring into a JSON-lines sidecar", "payloadrun-drain");
   app.add_option("--ring", a.ring, "the ring's name (created if no producer has yet)")->type_name("NAME")->required();
   app.add_option("--out", a.out_path, "the sidecar, appended to")->type_name("SIDECAR.jsonl")->required();
-  app.add_option("--extractor", extractor, "extract Deferred payloads with CMD (argv split on spaces)")
-      ->type_name("CMD");
+  app.add_option("--extractor", extractor, "extract Deferred payloads with PROGRAM (no shell)")
+      ->type_name("PROGRAM");
+  app.add_option("--extractor-arg", extractor_args, "one argument for the extractor (repeatable)")
+      ->type_name("ARG")->allow_extra_args(false);
   app.add_option("--capacity", capacity, "the ring's size when this drain creates it")->type_name("BYTES");
   app.add_flag("--fsync", a.fsync, "fdatasync the sidecar before committing")->disable_flag_override();
   app.add_option("--spill-dir", a.ring_options.spill_dir, "where producers' spill journals are")->type_name("DIR");
@@ -88,7 +94,13 @@ std::optional<int> parse_args(int argc, char** argv, Args& a) {
   }
   if (a.ring.empty()) return usage("--ring needs a name");
   if (a.out_path.empty()) return usage("--out needs a path");
-  if (app.count("--extractor") != 0) a.drain_options.extractor = extractor;
+  if (app.count("--extractor") != 0 && extractor.empty()) return usage("--extractor needs a program");
+  if (extractor.empty() && !extractor_args.empty()) return usage("--extractor-arg needs --extractor");
+  if (!extractor.empty()) {
+    a.drain_options.extractor.push_back(extractor);
+    a.drain_options.extractor.insert(a.drain_options.extractor.end(), extractor_args.begin(),
+                                     extractor_args.end());
+  }
   if (app.count("--capacity") != 0) {
     char* end = nullptr;
     const unsigned long long c = std::strtoull(capacity.c_str(), &end, 10);

@@ -36,7 +36,9 @@
 #include "detail/ring_layout.hpp"
 #include "fuzz_util.hpp"
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/drain.hpp"
+#include "payloadrun/ring_consumer.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "ring_fuzz.hpp"
 
 namespace {

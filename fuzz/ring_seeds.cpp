@@ -16,7 +16,8 @@
 
 #include "detail/ring_layout.hpp"
 #include "payloadrun/evaluate.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_consumer.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "ring_fuzz.hpp"
 
 namespace ring_fuzz {

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "detail/metrics_access.hpp"
+
 namespace payloadrun {
 namespace {
 
@@ -262,8 +264,8 @@ void apply_hints(PayloadMetrics& metrics, std::span<const MetricHint> hints) {
   // others copy that record's unit index, so the pass stays O(N + M).
   constexpr std::size_t unapplied = static_cast<std::size_t>(-1);
   std::vector<std::size_t> first_applied(hints.size(), unapplied);
-  const std::string_view arena(metrics.name_arena());
-  auto& records = metrics.records();
+  const std::string_view arena(detail::MetricsAccess::name_arena(metrics));
+  auto& records = detail::MetricsAccess::records(metrics);
   for (std::size_t i = 0; i < records.size(); ++i) {
     const auto name = arena.substr(records[i].name_offset, records[i].name_length);
     const auto it = by_name.find(name);
@@ -312,7 +314,7 @@ AssertResult evaluate_checks(std::span<const MetricCheck> checks, const PayloadM
     if (!use_map) return metrics.get(name);
     const auto it = first_index.find(name);
     if (it == first_index.end()) return std::nullopt;
-    return metrics.records()[it->second].value;
+    return detail::MetricsAccess::records(metrics)[it->second].value;
   };
 
   for (const MetricCheck& c : checks) {

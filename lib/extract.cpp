@@ -18,6 +18,7 @@
 #include <simdjson.h>
 
 #include "detail/json_text.hpp"
+#include "detail/metrics_access.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -144,7 +145,7 @@ std::optional<std::string_view> find_json_region(std::string_view text) noexcept
   return std::nullopt;
 }
 
-struct Extractor::Impl {
+struct __attribute__((visibility("hidden"))) Extractor::Impl {
   simdjson::dom::parser parser_;
   std::string number_buf_;  // rewrite_numbers output
   std::string lossy_buf_;   // lossy_utf8 output
@@ -396,13 +397,13 @@ inline void Extractor::Impl::emit(std::string_view prefix, std::string_view segm
     full_ = true;
     return;
   }
-  std::string& arena = out_->name_arena();
+  std::string& arena = detail::MetricsAccess::name_arena(*out_);
   if (offset + length > arena.size()) grow_arena(offset + length);
   copy_bytes(arena.data() + offset, prefix.data(), prefix.size());
   copy_bytes(arena.data() + offset + prefix.size(), segment.data(), segment.size());
   name_end_ = offset + length;
   // Field by field: copying a Record temporary made GCC stall on store forwarding.
-  PayloadMetrics::Record& record = out_->records().emplace_back();
+  detail::MetricsAccess::Record& record = detail::MetricsAccess::records(*out_).emplace_back();
   record.name_offset = static_cast<std::uint32_t>(offset);
   record.name_length = static_cast<std::uint32_t>(length);
   record.unit = 0;
@@ -430,7 +431,7 @@ bool Extractor::Impl::too_deep() const noexcept {
 void Extractor::Impl::reserve_output() noexcept {
   const std::size_t leaves = (tape_[0] & simdjson::internal::JSON_VALUE_MASK) / 3;
   try {
-    out_->records().reserve(out_->records().size() + leaves);
+    detail::MetricsAccess::records(*out_).reserve(detail::MetricsAccess::records(*out_).size() + leaves);
     grow_arena(name_end_ + leaves * 24);
   } catch (const std::bad_alloc&) {
     // Best effort: the walk grows what it needs.
@@ -438,15 +439,15 @@ void Extractor::Impl::reserve_output() noexcept {
 }
 
 void Extractor::Impl::grow_arena(std::size_t need) {
-  std::string& arena = out_->name_arena();
+  std::string& arena = detail::MetricsAccess::name_arena(*out_);
   if (need > arena.size()) arena.resize(std::max({need, 2 * arena.size(), std::size_t{4096}}));
 }
 
 // Cut the arena back to the names written, and return capacity this call
 // added but left mostly unused.
 void Extractor::Impl::finish() noexcept {
-  std::string& arena = out_->name_arena();
-  std::vector<PayloadMetrics::Record>& records = out_->records();
+  std::string& arena = detail::MetricsAccess::name_arena(*out_);
+  std::vector<detail::MetricsAccess::Record>& records = detail::MetricsAccess::records(*out_);
   if (arena.size() > name_end_) arena.resize(name_end_);
   try {
     if (arena.capacity() > names_capacity_ && arena.capacity() > 2 * arena.size() + 4096) {
@@ -467,9 +468,9 @@ Extractor& Extractor::operator=(Extractor&&) noexcept = default;
 
 std::size_t Extractor::extract(std::string_view text, MetricSource source, MetricStream stream,
                                PayloadMetrics& out) noexcept {
-  std::vector<PayloadMetrics::Record>& records = out.records();
+  std::vector<detail::MetricsAccess::Record>& records = detail::MetricsAccess::records(out);
   const std::size_t first_record = records.size();
-  const std::size_t first_name = out.name_arena().size();
+  const std::size_t first_name = detail::MetricsAccess::name_arena(out).size();
   Impl* impl = nullptr;
   try {
     if (!impl_) impl_ = std::make_unique<Impl>();  // a moved-from Extractor
@@ -479,7 +480,7 @@ std::size_t Extractor::extract(std::string_view text, MetricSource source, Metri
     impl->stream_ = stream;
     impl->name_end_ = first_name;
     impl->records_capacity_ = records.capacity();
-    impl->names_capacity_ = out.name_arena().capacity();
+    impl->names_capacity_ = detail::MetricsAccess::name_arena(out).capacity();
     impl->run(text);
     // simdjson accepts a 128th nested container when it is empty; serde_json
     // does not. Only a document that hit the walk cap can have one.

@@ -16,8 +16,9 @@
 #include "detail/log.hpp"
 #include "detail/ring_shm.hpp"
 #include "detail/ring_spill.hpp"
+#include "detail/ring_test_hooks.hpp"
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 
 namespace payloadrun {
 
@@ -57,7 +58,7 @@ bool remove_ring(const std::string& name) noexcept {
   }
 }
 
-struct RingProducer::Impl {
+struct __attribute__((visibility("hidden"))) RingProducer::Impl {
   detail::RingMap map;
   RingOptions options;
   std::deque<Batch> queue;
@@ -359,13 +360,14 @@ std::uint64_t RingProducer::undelivered() const noexcept { return impl_->undeliv
 std::size_t RingProducer::capacity() const noexcept { return impl_->map.capacity(); }
 std::size_t RingProducer::max_fragment() const noexcept { return impl_->max_fragment(); }
 const std::string& RingProducer::name() const noexcept { return impl_->map.name(); }
-void RingProducer::set_after_reserve_hook(std::function<void()> hook) {
-  impl_->after_reserve = std::move(hook);
+void detail::RingProducerAccess::set_after_reserve_hook(RingProducer& producer,
+                                                        std::function<void()> hook) {
+  producer.impl_->after_reserve = std::move(hook);
 }
 
 // ---------------------------------------------------------------- RingEmitter
 
-struct RingEmitter::Impl {
+struct __attribute__((visibility("hidden"))) RingEmitter::Impl {
   uv_loop_t* loop;
   RingProducer producer;
   RingOptions options;

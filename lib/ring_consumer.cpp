@@ -18,7 +18,7 @@
 #include "detail/ring_shm.hpp"
 #include "detail/ring_spill.hpp"
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_consumer.hpp"
 
 namespace payloadrun {
 
@@ -58,7 +58,7 @@ void RingHold::add(const RingHold& other) {
   }
 }
 
-struct RingConsumer::Impl {
+struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
   detail::RingMap map;
   RingOptions options;
   RingStats stats;

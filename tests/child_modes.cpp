@@ -161,6 +161,25 @@ int run_child_mode(int argc, char** argv) {
     sleep_ms(50);
     return 0;
   }
+  if (mode == "fork-sleep") {  // fork-sleep PIDFILE MS: a child (our group) and we sleep MS
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const std::string tmp = arg(1) + ".tmp";
+      { std::ofstream(tmp) << ::getpid() << "\n"; }
+      ::rename(tmp.c_str(), arg(1).c_str());  // complete once it exists
+      sleep_ms(std::atol(arg(2, "60000").c_str()));
+      ::_exit(0);
+    }
+    sleep_ms(std::atol(arg(2, "60000").c_str()));
+    return 0;
+  }
+  if (mode == "drain-print") {  // drain-print DOC: read stdin to its end, print DOC
+    char buf[4096];
+    while (::read(0, buf, sizeof buf) > 0) {
+    }
+    write_str(1, arg(1));
+    return 0;
+  }
   if (mode == "bad-utf8") {
     write_str(1, std::string("ok \xff\xfe end \xc3\x28"));
     return 0;

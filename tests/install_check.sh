@@ -69,6 +69,22 @@ for h in "$srcdir"/include/payloadrun/*.hpp; do
 done
 ((n_hdr > 0)) || fail "no headers found in $srcdir/include/payloadrun"
 [[ -f "$hdr_dir/payloadrun.hpp" ]] && pass "$n_hdr headers in ${hdr_dir#"$dest"}"
+# The public headers hold the public API only: no test hook.
+if hooks=$(grep -nEi 'hook|exposed for tests|fault injection' "$hdr_dir"/*.hpp); then
+  fail "test hooks in the public headers:"$'\n'"$hooks"
+else
+  pass "no test hook in the public headers"
+fi
+# The umbrella header includes every public header but the optional
+# adapters (fmt.hpp, gtest.hpp: they need fmt / gmock).
+for h in "$hdr_dir"/*.hpp; do
+  b=$(basename "$h")
+  case $b in payloadrun.hpp | fmt.hpp | gtest.hpp) continue ;; esac
+  grep -q "^#include \"payloadrun/$b\"" "$hdr_dir/payloadrun.hpp" || fail "payloadrun.hpp does not include $b"
+  # ... and each compiles on its own.
+  echo "#include <payloadrun/$b>" | "$CXX" -std=c++20 -fsyntax-only -x c++ -I"$(staged "$includedir")" - ||
+    fail "payloadrun/$b does not compile on its own"
+done
 
 # --- 4. the library: dev symlink, soname link, real file ------------------
 lib_dir=$(staged "$libdir")
@@ -86,6 +102,15 @@ if [[ -L "$so" || -f "$so" ]] && [[ -f "$(readlink -f "$so")" ]]; then
     pass "payloadrun::Supervisor is exported"
   else
     fail "payloadrun::Supervisor constructor is not exported from $so"
+  fi
+  # Nothing of payloadrun::detail (internals) is exported, and no test hook.
+  # (std::__detail instantiations and fmt::v9::detail imports are not
+  # ours; members that take a detail type are hidden too.)
+  leaked=$(nm -DC --defined-only "$so" | cut -d' ' -f3- | grep -E 'payloadrun::detail::|hook' || true)
+  if [[ -z "$leaked" ]]; then
+    pass "no payloadrun::detail symbol or test hook exported"
+  else
+    fail "internal symbols exported from $so:"$'\n'"$leaked"
   fi
 else
   fail "library libpayloadrun.so not installed in $lib_dir"

@@ -23,7 +23,9 @@
 #include <simdjson.h>
 
 #include "payloadrun/error.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/drain.hpp"
+#include "payloadrun/ring_consumer.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "test_ring_util.hpp"
 
 using namespace payloadrun;

@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "detail/metrics_access.hpp"
 #include "payloadrun/check.hpp"
 #include "payloadrun/error.hpp"
 #include "payloadrun/evaluate.hpp"
@@ -306,8 +307,8 @@ TEST(PayloadMetrics, SetHintSetsPolarityAndInternsUnits) {
   EXPECT_EQ(pm[1].polarity, Polarity::lower_better);
   EXPECT_EQ(pm[1].unit, "ns");
   EXPECT_EQ(pm[2].unit, "iops");
-  EXPECT_EQ(pm.records()[0].unit, pm.records()[2].unit);  // one table entry per unit
-  EXPECT_NE(pm.records()[0].unit, pm.records()[1].unit);
+  EXPECT_EQ(payloadrun::detail::MetricsAccess::records(pm)[0].unit, payloadrun::detail::MetricsAccess::records(pm)[2].unit);  // one table entry per unit
+  EXPECT_NE(payloadrun::detail::MetricsAccess::records(pm)[0].unit, payloadrun::detail::MetricsAccess::records(pm)[1].unit);
   pm.set_hint(0, Polarity::unknown, "");
   EXPECT_EQ(pm[0].polarity, Polarity::unknown);
   EXPECT_EQ(pm[0].unit, "");
@@ -406,18 +407,36 @@ TEST(PayloadMetrics, ClearAndReserve) {
   pm.add("b", 2);
   EXPECT_EQ(pm[0].name, "b");
   EXPECT_EQ(pm[0].unit, "");
-  EXPECT_EQ(pm.name_arena(), "b");
+  EXPECT_EQ(pm.name_bytes(), 1u);
+  EXPECT_EQ(payloadrun::detail::MetricsAccess::name_arena(pm), "b");
 }
 
 TEST(PayloadMetrics, LowLevelRecordsAreUsableByAnExtractor) {
   PayloadMetrics pm;
-  auto& arena = pm.name_arena();
+  auto& arena = payloadrun::detail::MetricsAccess::name_arena(pm);
   const auto off = static_cast<std::uint32_t>(arena.size());
   arena += "x.y";
-  pm.records().push_back(PayloadMetrics::Record{
+  payloadrun::detail::MetricsAccess::records(pm).push_back(payloadrun::detail::MetricsAccess::Record{
       off, 3, 0, Polarity::unknown, pr::MetricSource::json, pr::MetricStream::stdout_stream, 4.5});
   EXPECT_EQ(pm.size(), 1u);
   EXPECT_EQ(pm.get("x.y"), std::optional<double>(4.5));
+}
+
+// The storage is private: users see metrics through the accessors only.
+template <class M>
+concept ExposesStorage = requires(M& m) { m.name_arena(); } || requires(M& m) { m.records(); } ||
+                         requires { typename M::Record; };
+static_assert(!ExposesStorage<PayloadMetrics>);
+
+TEST(PayloadMetrics, NameBytesCountsEveryName) {
+  PayloadMetrics pm;
+  EXPECT_EQ(pm.name_bytes(), 0u);
+  pm.add("ab", 1);
+  pm.add("ab", 2);
+  pm.add("cde", 3);
+  EXPECT_EQ(pm.name_bytes(), 7u);
+  pm.clear();
+  EXPECT_EQ(pm.name_bytes(), 0u);
 }
 
 TEST(PayloadMetrics, EnumNames) {

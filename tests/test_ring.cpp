@@ -22,9 +22,11 @@
 #include <fmt/format.h>
 
 #include "detail/ring_layout.hpp"
+#include "detail/ring_test_hooks.hpp"
 #include "payloadrun/error.hpp"
 #include "payloadrun/evaluate.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_consumer.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "test_ring_util.hpp"
 
 using namespace payloadrun;
@@ -291,7 +293,7 @@ TEST(Ring, ProducerKilledBetweenReserveAndCommitIsSkippedWithACount) {
   const pid_t victim = fork_child([&] {
     RingProducer p(name);
     p.write(RecordType::metrics, 0, "before");
-    p.set_after_reserve_hook([] { ::raise(SIGSTOP); });
+    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [] { ::raise(SIGSTOP); });
     p.write(RecordType::metrics, 1, "never committed");
     return 0;
   });
@@ -325,7 +327,7 @@ TEST(Ring, StalledLiveProducerIsSkippedAfterTheAbandonTimeout) {
   RingConsumer consumer(name, {.capacity = 1 << 16, .abandon_timeout = 200ms});
   const pid_t victim = fork_child([&] {
     RingProducer p(name);
-    p.set_after_reserve_hook([] { ::raise(SIGSTOP); });
+    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [] { ::raise(SIGSTOP); });
     p.write(RecordType::metrics, 1, "stuck");
     return 0;
   });
@@ -448,84 +450,6 @@ TEST(Ring, ConsumerRestartLosesAndDuplicatesNothing) {
   EXPECT_FALSE(consumer->next(50ms));
 }
 
-// ------------------------------------------------------------ deferred evaluation
-
-TEST(Deferred, HintsUniversalChecksBoundsAndDefaultChecks) {
-  RawPayloadOutput raw;
-  raw.payload_name = "d";
-  raw.stdout_text = R"(result: {"a.b": 1, "a": {"b": 2}, "iops": 50, "big": 1e9})";
-  raw.metric_hints = {{"iops", Polarity::higher_better, "ops"}};
-  raw.metric_bounds = MetricBounds{10, 0.0, 1e6};
-  raw.checks = {MetricCheck::exit_code_eq(0), MetricCheck::min("iops", 100)};
-  PayloadMetrics m;
-  const AssertResult r = evaluate_deferred(raw, {}, m);
-  EXPECT_FALSE(r.passed);
-  ASSERT_EQ(m.size(), 4u);
-  EXPECT_EQ(m[*m.find("iops")].polarity, Polarity::higher_better);
-  EXPECT_EQ(m[0].source, MetricSource::deferred);
-  std::vector<std::string> msgs;
-  for (const auto& d : r.details) msgs.push_back(std::string(to_string(d.kind)) + ": " + d.message);
-  ASSERT_EQ(msgs.size(), 4u) << ::testing::PrintToString(msgs);
-  EXPECT_NE(msgs[0].find("extraction: duplicate metric name 'a.b'"), std::string::npos) << msgs[0];
-  EXPECT_NE(msgs[1].find("bounds: 4 metrics extracted, fewer than the minimum 10"), std::string::npos);
-  EXPECT_NE(msgs[2].find("bounds: metric 'big'"), std::string::npos) << msgs[2];
-  EXPECT_NE(msgs[3].find("iops"), std::string::npos) << msgs[3];
-}
-
-TEST(Deferred, ExtractorCommandAndStderrFallback) {
-  RawPayloadOutput raw;
-  raw.payload_name = "d";
-  raw.stdout_text = "nothing here";
-  raw.stderr_text = R"({"lat": 3})";
-  PayloadMetrics m;
-  AssertResult r = evaluate_deferred(raw, {.extractor = "cat"}, m);
-  EXPECT_TRUE(r.passed);
-  ASSERT_EQ(m.size(), 1u);
-  EXPECT_EQ(m[0].stream, MetricStream::stderr_stream);
-  PayloadMetrics m2;
-  r = evaluate_deferred(raw, {.extractor = "/nonexistent/extractor --x"}, m2);
-  EXPECT_FALSE(r.passed);
-  EXPECT_EQ(r.details[0].kind, DetailKind::extraction);
-  PayloadMetrics m3;
-  raw.stdout_text = R"({"x": 1})";
-  r = evaluate_deferred(raw, {.extractor = "sed s/x/y/"}, m3);  // argv split on spaces, no shell
-  ASSERT_EQ(m3.size(), 1u);
-  EXPECT_EQ(m3[0].name, "y");
-}
-
-TEST(Drain, PairsByPidAndIndexNotOrderAndReportsPairingFailures) {
-  std::vector<std::string> lines;
-  Drain drain([&](std::string_view l) { lines.emplace_back(l); });
-  RawPayloadOutput raw;
-  raw.payload_name = "def";
-  raw.stdout_text = R"({"v": 7})";
-  for (std::uint64_t i : {1u, 2u}) {
-    raw.payload_index = i;
-    drain.consume({RecordType::raw_output, 10, i, 0, encode_raw(raw)});
-  }
-  Completion c;
-  c.payload_name = "def";
-  c.metrics.payload_index = 2;
-  drain.consume({RecordType::metrics, 10, 2, 0, encode_metrics(c, true)});  // out of order
-  c.metrics.payload_index = 3;
-  drain.consume({RecordType::metrics, 10, 3, 0, encode_metrics(c, true)});  // no raw output
-  drain.consume({RecordType::metrics, 10, 4, 0, "{garbage"});
-  // Index 3 waits for its raw output (whichever half comes first waits);
-  // finish() gives up on it and on index 1 (raw without metrics).
-  EXPECT_EQ(lines.size(), 1u);
-  drain.finish();
-  ASSERT_EQ(lines.size(), 3u);
-  EXPECT_NE(lines[0].find(R"("payload_index":2,"pid":10,"exit_code":0,"timed_out":false,"passed":true)"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find(R"({"name":"v","value":7.0,"polarity":"unknown","unit":"","source":"deferred","stream":"stdout"})"), std::string::npos) << lines[0];
-  const std::string rest = lines[1] + lines[2];
-  EXPECT_NE(rest.find(R"("payload_index":1,)"), std::string::npos) << rest;
-  EXPECT_NE(rest.find(R"("payload_index":3,)"), std::string::npos) << rest;
-  EXPECT_NE(lines[1].find(R"("kind":"pairing")"), std::string::npos) << lines[1];
-  EXPECT_NE(lines[2].find(R"("kind":"pairing")"), std::string::npos) << lines[2];
-  EXPECT_EQ(drain.summary().pairing_failures, 2u);
-  EXPECT_EQ(drain.summary().decode_failures, 1u);
-}
-
 // Levels are the application's (issue 15): a bogus SPDLOG_LEVEL is ignored
 // by spdlog::cfg::load_env_levels() in payloadrun-drain, so the library's
 // warnings (here: a spill journal that is a directory) still reach stderr.
@@ -563,5 +487,6 @@ TEST(DrainProgram, BogusSpdlogLevelDoesNotSilenceTheLibrarysWarnings) {
   EXPECT_NE(text.find("cannot be read"), std::string::npos) << text;
   std::filesystem::remove_all(dir);
 }
+
 
 }  // namespace

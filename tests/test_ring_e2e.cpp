@@ -6,10 +6,12 @@
 #include <fstream>
 #include <functional>
 #include <set>
+#include <string>
+#include <vector>
 #include <simdjson.h>
 
 #include "fixture.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "test_ring_util.hpp"
 
 using namespace payloadrun;
@@ -21,7 +23,10 @@ namespace {
 
 class RingE2E : public ProcessTest {};
 
-pid_t start_drain(const std::string& ring, const std::string& out, const std::string& extractor = "") {
+// `extractor`: the --extractor program, then each further word as one
+// --extractor-arg.
+pid_t start_drain(const std::string& ring, const std::string& out,
+                  const std::vector<std::string>& extractor = {}) {
   // meson test sets PAYLOADRUN_DRAIN; else the build tree's examples/.
   static const std::string path = [] {
     if (const char* env = std::getenv("PAYLOADRUN_DRAIN")) return std::string(env);
@@ -33,12 +38,17 @@ pid_t start_drain(const std::string& ring, const std::string& out, const std::st
   if (pid == 0) {
     const std::string err = out + ".stderr";
     std::freopen(err.c_str(), "w", stderr);
+    std::vector<std::string> args{drain, "--ring", ring, "--out", out};
     if (extractor.empty()) {
-      ::execl(drain, drain, "--ring", ring.c_str(), "--out", out.c_str(), "--capacity", "65536", nullptr);
+      args.insert(args.end(), {"--capacity", "65536"});
     } else {
-      ::execl(drain, drain, "--ring", ring.c_str(), "--out", out.c_str(), "--extractor",
-              extractor.c_str(), nullptr);
+      args.insert(args.end(), {"--extractor", extractor[0]});
+      for (std::size_t i = 1; i < extractor.size(); ++i) args.insert(args.end(), {"--extractor-arg", extractor[i]});
     }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(drain, argv.data());
     ::_exit(127);
   }
   return pid;
@@ -137,6 +147,33 @@ TEST_F(RingE2E, SupervisorEmitsIntoADrainProcess) {
   std::remove((out + ".stderr").c_str());
 }
 
+// payloadrun-drain --extractor PROGRAM --extractor-arg ARG...: each ARG
+// reaches the extractor as one argument, spaces included.
+TEST_F(RingE2E, DrainRunsTheExtractorWithItsArgumentsIntact) {
+  RingName ring("xarg");
+  const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-xarg.jsonl";
+  std::remove(out.c_str());
+  const pid_t drain =
+      start_drain(ring, out, {self_exe(), "--payloadrun-child", "drain-print", R"({"with space": 4})"});
+  SupervisorOptions o;
+  o.ring = ring.name;
+  Supervisor& s = sup(o);
+  s.payload(child_payload("deferred", {"print", "raw text"}, output::Deferred{})).timeout(30s).run();
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (read_lines(out).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(drain, SIGTERM);
+  const std::string log = slurp(out + ".stderr");
+  EXPECT_TRUE(exited_ok(wait_child(drain, 30s))) << log;
+  const auto lines = read_lines(out);
+  ASSERT_EQ(lines.size(), 1u) << log;
+  EXPECT_NE(lines[0].find(R"("passed":true)"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find(R"({"name":"with space","value":4.0,)"), std::string::npos) << lines[0];
+  std::remove(out.c_str());
+  std::remove((out + ".stderr").c_str());
+}
+
 TEST_F(RingE2E, EmitterQueuesWhenFullAndFlushesWhenTheDrainStartsLate) {
   RingName ring("late");
   const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-late.jsonl";
@@ -151,7 +188,7 @@ TEST_F(RingE2E, EmitterQueuesWhenFullAndFlushesWhenTheDrainStartsLate) {
     for (int i = 0; i < 60; ++i) s.payload(p).timeout(30s).spawn([](Completion) {});
     s.run();
     EXPECT_GT(emitter->queue_depth(), 0u) << "the full ring made records wait in process";
-    const pid_t drain = start_drain(ring, out, "cat");
+    const pid_t drain = start_drain(ring, out, {"cat"});
     // The emitter's timer keeps the loop alive until everything is written.
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     while (emitter->queue_depth() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -209,7 +246,7 @@ TEST_F(RingE2E, RingFullWithNoConsumerForThirtySecondsLosesNothing) {
     ASSERT_GE(emitted.size(), 100u) << "payloads kept completing for 30 s";
     EXPECT_GT(emitter->queue_depth(), emitted.size() / 2) << "the 4 KiB ring held only a few records";
 
-    const pid_t drain = start_drain(ring, out, "cat");
+    const pid_t drain = start_drain(ring, out, {"cat"});
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     while (emitter->queue_depth() > 0 && std::chrono::steady_clock::now() < deadline) {
       uv_run(&loop_, UV_RUN_ONCE);

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 
 namespace ring_test {
 

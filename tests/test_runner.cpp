@@ -16,7 +16,7 @@
 #include <sstream>
 #include <set>
 
-#include <payloadrun/ring.hpp>
+#include <payloadrun/ring_consumer.hpp>
 
 #include "test_runner_util.hpp"
 

@@ -25,7 +25,7 @@
 #include <thread>
 
 #include "child_modes.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 #include "test_runner_util.hpp"
 
 using namespace runner_test;

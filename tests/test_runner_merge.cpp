@@ -18,7 +18,7 @@
 
 #include <fmt/format.h>
 
-#include <payloadrun/ring.hpp>
+#include <payloadrun/ring_producer.hpp>
 
 #include "merge.hpp"
 #include "report.hpp"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "fixture.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 
 extern "C" char** environ;
 

@@ -14,6 +14,10 @@
 
 namespace payloadrun {
 
+namespace detail {
+struct MetricsAccess;  // library-internal
+}
+
 /// Whether a larger value of a metric is better, worse, or not known.
 enum class Polarity : std::uint8_t { unknown, higher_better, lower_better };
 
@@ -41,10 +45,10 @@ struct Metric {
 
 /// The metric set and exit facts of one payload invocation.
 ///
-/// Metric names live in one arena (not one string per metric), so a fio
-/// document with thousands of leaves is flattened near parse speed. Metrics
-/// keep the order in which they were found. Names may repeat (two paths can
-/// flatten to the same dotted name); get() answers the first.
+/// Metrics keep the order in which they were found; reading one by index,
+/// or iterating, yields Metric views (no allocation), and a document with
+/// thousands of metrics is stored compactly. Names may repeat (two paths
+/// can flatten to the same dotted name); get() answers the first.
 class PAYLOADRUN_API PayloadMetrics {
  public:
   /// Unique per process, allocated when the invocation completes.
@@ -127,8 +131,12 @@ class PAYLOADRUN_API PayloadMetrics {
   };
   std::vector<OwnedMetric> to_vector() const;
 
-  /// Low-level access for the extractor: append `name` bytes to the arena
-  /// and a record pointing at them.
+  /// Bytes of all metric names together (what reserve()'s `name_bytes`
+  /// sizes).
+  std::size_t name_bytes() const noexcept { return names_.size(); }
+
+ private:
+  friend struct detail::MetricsAccess;  // the extractor and the evaluator
   struct Record {
     std::uint32_t name_offset;
     std::uint32_t name_length;
@@ -138,11 +146,6 @@ class PAYLOADRUN_API PayloadMetrics {
     MetricStream stream;
     double value;
   };
-  std::string& name_arena() noexcept { return names_; }
-  std::vector<Record>& records() noexcept { return records_; }
-  const std::vector<Record>& records() const noexcept { return records_; }
-
- private:
   std::string names_;
   std::vector<Record> records_;
   std::vector<std::string> units_{std::string()};

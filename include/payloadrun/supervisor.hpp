@@ -257,7 +257,7 @@ class PAYLOADRUN_API PayloadHandle {
 
  private:
   friend class PayloadRun;
-  explicit PayloadHandle(std::shared_ptr<detail::Invocation> inv);
+  PAYLOADRUN_INTERNAL explicit PayloadHandle(std::shared_ptr<detail::Invocation> inv);
   std::shared_ptr<detail::Invocation> inv_;
 };
 

@@ -6,8 +6,8 @@
 // payloadrun::Error with an actionable message, except where a function is
 // marked noexcept (those log through detail::logger() instead).
 //
-// Symbols carry PAYLOADRUN_API so the test suite can link them against the
-// shared library (built with hidden visibility); they are not public API.
+// Not exported from the shared library (hidden visibility): tests that
+// use it link the library's objects (tests/meson.build: internal_dep).
 #pragma once
 
 #include <sys/types.h>
@@ -20,7 +20,6 @@
 #include <utility>
 
 #include "detail/fd.hpp"
-#include "payloadrun/export.hpp"
 
 namespace payloadrun::detail {
 
@@ -37,13 +36,13 @@ namespace payloadrun::detail {
 ///  - a newline (the kernel refuses it in cgroup names, since it would
 ///    corrupt /proc/<pid>/cgroup);
 ///  - a component longer than 255 bytes (NAME_MAX).
-PAYLOADRUN_API std::string validate_cgroup_name(std::string_view name);
+std::string validate_cgroup_name(std::string_view name);
 
 /// Mount point of the first cgroup2 filesystem listed in a mountinfo file
 /// (the fstype field after the " - " separator is "cgroup2"); octal escapes
 /// such as "\040" in the mount point are decoded. nullopt when the file
 /// lists no cgroup2 mount or cannot be read.
-PAYLOADRUN_API std::optional<std::string> find_cgroup2_mount(
+std::optional<std::string> find_cgroup2_mount(
     const std::string& mountinfo_path = "/proc/self/mountinfo");
 
 /// Resolve a supervisor's cgroup_parent to a canonical absolute directory.
@@ -51,7 +50,7 @@ PAYLOADRUN_API std::optional<std::string> find_cgroup2_mount(
 /// relative one is taken relative to the mount. The directory must exist.
 /// Throws Error(Errc::cgroup): empty parent, no cgroup2 mount, missing,
 /// not a directory, or not inside the cgroup2 filesystem.
-PAYLOADRUN_API std::string resolve_cgroup_parent(std::string_view parent);
+std::string resolve_cgroup_parent(std::string_view parent);
 
 /// The process that created a cgroup with Cgroup::create_unique, as its
 /// name records it: pid, start time (field 22 of /proc/<pid>/stat, clock
@@ -65,19 +64,19 @@ struct CgroupCreator {
 
 /// The calling process as a CgroupCreator (read afresh: a fork is another
 /// creator). Never throws.
-PAYLOADRUN_API CgroupCreator this_creator() noexcept;
+CgroupCreator this_creator() noexcept;
 
 /// Split a name made by Cgroup::create_unique,
 /// "<prefix>-<pid>-<start_time>-<pid_ns>-<n>", into its prefix and creator.
 /// nullopt for any other name (no prefix, a field that is not a decimal
 /// number, a pid of 0).
-PAYLOADRUN_API std::optional<std::pair<std::string, CgroupCreator>> parse_unique_name(
+std::optional<std::pair<std::string, CgroupCreator>> parse_unique_name(
     std::string_view name);
 
 /// Whether `creator` may still be running: false only when it is certainly
 /// gone (no process with its pid, or one with another start time); true
 /// when it lives, cannot be checked, or belongs to another pid namespace.
-PAYLOADRUN_API bool creator_alive(const CgroupCreator& creator) noexcept;
+bool creator_alive(const CgroupCreator& creator) noexcept;
 
 /// create_unique prefixes of per-invocation cgroups (PayloadRun::own_cgroup):
 /// killed by sweep_stale_cgroups once their creator is gone ...
@@ -93,7 +92,7 @@ inline constexpr std::string_view survivor_cgroup_prefix = "survivor";
 /// cgroups, logging one info line per cgroup. Those with
 /// survivor_cgroup_prefix are removed only if empty, never killed. Others
 /// are left alone. Returns how many were removed. Never throws; logs.
-PAYLOADRUN_API std::size_t sweep_stale_cgroups(
+std::size_t sweep_stale_cgroups(
     const std::string& parent, std::chrono::milliseconds wait = std::chrono::seconds(5)) noexcept;
 
 /// Resource figures of a cgroup; each is set only where its interface file
@@ -108,7 +107,7 @@ struct CgroupStats {
 /// An open cgroup v2 directory (O_RDONLY|O_DIRECTORY|O_CLOEXEC). Movable,
 /// not copyable. The destructor closes the descriptor only: it never
 /// removes the directory (call remove() once the cgroup is empty).
-class PAYLOADRUN_API Cgroup {
+class Cgroup {
  public:
   Cgroup() = default;
   Cgroup(Cgroup&& o) noexcept

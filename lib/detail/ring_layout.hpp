@@ -2,7 +2,6 @@
 // primitives both sides use: CRC32C, futex, monotonic clock, pid liveness.
 #pragma once
 
-#include "payloadrun/export.hpp"
 #include <pthread.h>
 
 #include <atomic>
@@ -93,7 +92,7 @@ constexpr std::uint64_t slot_size(std::uint64_t length) noexcept {
   return (record_header_size + length + record_align - 1) / record_align * record_align;
 }
 
-PAYLOADRUN_API std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
+std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;

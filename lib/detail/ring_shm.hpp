@@ -9,7 +9,7 @@
 
 #include "detail/fd.hpp"
 #include "detail/ring_layout.hpp"
-#include "payloadrun/ring.hpp"
+#include "payloadrun/ring_producer.hpp"
 
 namespace payloadrun::detail {
 
