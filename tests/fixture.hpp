@@ -39,6 +39,21 @@ inline payloadrun::Payload child_payload(const std::string& name, std::vector<st
   return p;
 }
 
+/// Records what an Emitter receives, in order.
+struct RecordingEmitter : payloadrun::Emitter {
+  std::vector<std::pair<std::uint64_t, std::string>> metrics;  // index, name
+  std::vector<payloadrun::RawPayloadOutput> raws;
+  std::vector<std::string> order;
+  void emit_metrics(const payloadrun::Completion& c) override {
+    metrics.emplace_back(c.metrics.payload_index, c.payload_name);
+    order.push_back("metrics");
+  }
+  void emit_raw(const payloadrun::RawPayloadOutput& r) override {
+    raws.push_back(r);
+    order.push_back("raw");
+  }
+};
+
 /// Captures what the library logs (logger "payloadrun").
 class LogCapture {
  public:

@@ -28,14 +28,6 @@ using ::testing::HasSubstr;
 
 namespace {
 
-struct RecordingEmitter : Emitter {
-  std::vector<std::pair<std::uint64_t, std::string>> metrics;  // index, name
-  void emit_metrics(const Completion& c) override {
-    metrics.emplace_back(c.metrics.payload_index, c.payload_name);
-  }
-  void emit_raw(const RawPayloadOutput&) override {}
-};
-
 // How the invocation whose callback acts reaches completion: through which
 // libuv entry the callback runs.
 enum class Via {

@@ -17,20 +17,6 @@ using ::testing::HasSubstr;
 
 namespace {
 
-struct RecordingEmitter : Emitter {
-  std::vector<std::pair<std::uint64_t, std::string>> metrics;  // index, name
-  std::vector<RawPayloadOutput> raws;
-  std::vector<std::string> order;
-  void emit_metrics(const Completion& c) override {
-    metrics.emplace_back(c.metrics.payload_index, c.payload_name);
-    order.push_back("metrics");
-  }
-  void emit_raw(const RawPayloadOutput& r) override {
-    raws.push_back(r);
-    order.push_back("raw");
-  }
-};
-
 class SupervisorTest : public ProcessTest {};
 
 TEST_F(SupervisorTest, RunReturnsExitCodeAndBothStreams) {
