@@ -126,38 +126,55 @@ const char* step_text(int step) {
   }
 }
 
+// The child shares the parent's memory until execve, so it makes system
+// calls directly: a libc wrapper may be replaced by a sanitizer's interceptor
+// that updates the runtime's state in that shared memory (TSan's sigaction
+// interceptor records SIG_DFL in its handler table, and the parent's own
+// SIGTERM handler then never runs again; its _exit runs the runtime's
+// finaliser in the parent's memory). syscall(2) itself is not intercepted.
+inline long sys(long number, long a = 0, long b = 0, long c = 0, long d = 0) {
+  return ::syscall(number, a, b, c, d);
+}
+
 [[noreturn]] void child_fail(ChildPlan* plan, int step) {
   plan->failed_errno = errno;
   plan->failed_step = step;
-  ::_exit(127);
+  sys(SYS_exit_group, 127);
+  __builtin_unreachable();
+}
+
+// Sets every catchable signal to SIG_DFL in the child only (its handler table
+// is its own: no CLONE_SIGHAND). An all-zero kernel sigaction is SIG_DFL with
+// no flags and an empty mask, whatever the architecture's field order.
+void child_default_signals() {
+  const unsigned long dfl[4] = {0, 0, 0, 0};
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sys(SYS_rt_sigaction, sig, reinterpret_cast<long>(dfl), 0, NSIG / 8);  // EINVAL for some: fine
+  }
 }
 
 // Runs in the child on its own stack, sharing the parent's memory until
-// execve. Only async-signal-safe calls; not instrumented by sanitizers
+// execve. Raw system calls only (see sys()); not instrumented by sanitizers
 // (their runtimes are not safe on a foreign stack in a vfork child).
 __attribute__((no_sanitize("address", "undefined", "thread"))) int child_main(void* arg) {
   auto* plan = static_cast<ChildPlan*>(arg);
   if (plan->die_with_parent) {
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(plan, step_pdeathsig);
+    if (sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(plan, step_pdeathsig);
     // A parent that died before the prctl never sends it: we were
     // re-parented (to a subreaper or init), so stop before running anything.
-    if (::getppid() != plan->parent_pid) {
+    if (sys(SYS_getppid) != plan->parent_pid) {
       errno = ESRCH;
       child_fail(plan, step_orphaned);
     }
   }
   // Default dispositions for every signal (a handler of the parent's must
   // never run here; ignored signals must not stay ignored in the payload).
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::sigaction(sig, &dfl, nullptr);  // EINVAL for libc-reserved signals: fine
-  }
-  if (plan->new_pgrp && ::setpgid(0, 0) != 0) child_fail(plan, step_pgrp);
+  child_default_signals();
+  if (plan->new_pgrp && sys(SYS_setpgid, 0, 0) != 0) child_fail(plan, step_pgrp);
   if (plan->cgroup_procs >= 0) {
     // "0" names the writing process: we join before running any payload code.
-    if (::write(plan->cgroup_procs, "0", 1) != 1) child_fail(plan, step_cgroup);
+    if (sys(SYS_write, plan->cgroup_procs, reinterpret_cast<long>("0"), 1) != 1) child_fail(plan, step_cgroup);
   }
   if (plan->keep_below > 0) {
     // Still on the parent's fd table: take a private copy of only the fds
@@ -173,24 +190,25 @@ __attribute__((no_sanitize("address", "undefined", "thread"))) int child_main(vo
   for (int i = 0; i < 3; ++i) {
     src[i] = plan->stdio[i];
     if (src[i] < 3) {
-      src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+      src[i] = static_cast<int>(sys(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3));
       if (src[i] < 0) child_fail(plan, step_stdio);
     }
   }
   for (int i = 0; i < 3; ++i) {
-    if (::dup2(src[i], i) < 0) child_fail(plan, step_stdio);
+    // dup3 (src[i] >= 3 != i here): dup2 has no system call on every architecture.
+    if (sys(SYS_dup3, src[i], i, 0) < 0) child_fail(plan, step_stdio);
   }
   if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
     if (errno != ENOSYS) child_fail(plan, step_fds);
     // Pre-5.9 kernels: mark everything close-on-exec the slow way.
     const long max = ::sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < max; ++fd) ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+    for (long fd = 3; fd < max; ++fd) sys(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
   }
-  if (plan->cwd != nullptr && ::chdir(plan->cwd) != 0) child_fail(plan, step_cwd);
-  sigset_t empty;
-  ::sigemptyset(&empty);
-  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
-  ::execve(plan->path, plan->argv, plan->envp);
+  if (plan->cwd != nullptr && sys(SYS_chdir, reinterpret_cast<long>(plan->cwd)) != 0) child_fail(plan, step_cwd);
+  const unsigned long empty_mask[NSIG / 8 / sizeof(unsigned long)] = {};
+  sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(empty_mask), 0, NSIG / 8);
+  sys(SYS_execve, reinterpret_cast<long>(plan->path), reinterpret_cast<long>(plan->argv),
+      reinterpret_cast<long>(plan->envp));
   child_fail(plan, step_exec);
 }
 

@@ -150,15 +150,6 @@ TEST_F(RingE2E, SupervisorEmitsIntoADrainProcess) {
 // payloadrun-drain --extractor PROGRAM --extractor-arg ARG...: each ARG
 // reaches the extractor as one argument, spaces included.
 TEST_F(RingE2E, DrainRunsTheExtractorWithItsArgumentsIntact) {
-#if defined(__SANITIZE_THREAD__)
-  // Seen in CI (2026-12-02): under TSan, a drain that has run its extractor
-  // (a vfork-style clone from an instrumented process, which shares TSan's
-  // thread state with the child until exec) no longer ran its SIGTERM
-  // handler: it hung until killed. Not understood yet (noted on issue 15);
-  // the plain and ASan+UBSan runs execute this test.
-  GTEST_SKIP() << "under ThreadSanitizer the drain hangs on SIGTERM after running its extractor "
-                  "(vfork-style clone from a TSan-instrumented process; open on issue 15)";
-#endif
   RingName ring("xarg");
   const std::string out = "/tmp/payloadrun-test-" + std::to_string(::getpid()) + "-xarg.jsonl";
   std::remove(out.c_str());
