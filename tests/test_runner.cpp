@@ -427,6 +427,51 @@ TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
   EXPECT_EQ(r.invocations().size(), 3u);
 }
 
+// A burst of 2,000 starts is spread over loop turns (about 1 ms of spawning
+// each), so a SIGTERM that comes after the first payload started stops the
+// burst: some invocations never start. When the whole burst ran before the
+// loop first polled the signal, all 2,000 started and were then killed.
+TEST(Runner, SigtermDuringABurstOfStartsStopsTheBurst) {
+  constexpr int n = 2000;
+  TempDir dir;
+  write_file(dir.file("s.json"), R"({"concurrency": 2000, "payloads": [
+    {"name": "long", "binary": "sleep", "args": ["97.25"], "count": 2000}]})");
+  const std::string exe = runner_exe(), scenario = dir.file("s.json"), report = dir.file("r.json");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(exe.c_str(), exe.c_str(), "run", scenario.c_str(), "--json", report.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  const auto start = std::chrono::steady_clock::now();
+  while (count_processes_with("sleep 97.25") < 1 && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
+      ADD_FAILURE() << "payloadrun did not exit after SIGTERM";
+      ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << status;
+  // PID 1 reaps orphans late: give killed payloads a moment to disappear.
+  while (count_processes_with("sleep 97.25") > 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(count_processes_with("sleep 97.25"), 0) << "payloads outlived the runner";
+  Report r(report);
+  EXPECT_TRUE(r.root["interrupted"].get_bool().value());
+  const std::size_t started = r.invocations().size();
+  EXPECT_GE(started, 1u);
+  EXPECT_LT(started, static_cast<std::size_t>(n)) << "the whole burst started before the signal was seen";
+}
+
 // The cgroup2 mount point from /proc/self/mountinfo (field 5 of the line
 // whose filesystem type, after " - ", is cgroup2), or empty.
 std::string cgroup2_mount() {

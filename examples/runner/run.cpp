@@ -28,14 +28,43 @@ class ScenarioRun {
     start_ = std::chrono::steady_clock::now();
   }
 
+  // Starts payloads up to the concurrency, for about 1 ms at a time: each
+  // spawn holds the loop's thread until its child has exec'd, so a burst of
+  // thousands would keep signals, the progress line and deadlines waiting for
+  // seconds. What is left starts on the next loop turns (`continuation`, a
+  // uv_idle handle that keeps the loop polling meanwhile).
   void start_more() {
     if (in_start_) return;  // a completion delivered during a spawn refills on return
     in_start_ = true;
+    const auto until = std::chrono::steady_clock::now() + spawn_slice;
     std::size_t scenario_index = 0, invocation = 0;
-    while (!interrupt_ && running_ < concurrency_ && cursor_.next(scenario_index, invocation)) {
+    bool more = false;
+    while (!interrupt_ && running_ < concurrency_) {
+      if (std::chrono::steady_clock::now() >= until) {
+        more = true;
+        break;
+      }
+      if (!cursor_.next(scenario_index, invocation)) break;
       launch(scenario_index, invocation);
     }
     in_start_ = false;
+    if (continuation_ != nullptr) {
+      if (more) {
+        uv_idle_start(continuation_, [](uv_idle_t* h) {
+          auto* self = static_cast<ScenarioRun*>(h->data);
+          uv_idle_stop(h);
+          self->poll_interrupt();
+          self->start_more();
+        });
+      } else {
+        uv_idle_stop(continuation_);
+      }
+    }
+  }
+  // The idle handle start_more() uses to go on in the next loop turn.
+  void set_continuation(uv_idle_t* idle) {
+    continuation_ = idle;
+    idle->data = this;
   }
 
   // Stop scheduling and kill what runs (payloads live in their own process
@@ -43,6 +72,7 @@ class ScenarioRun {
   void interrupt(int signum) {
     if (interrupt_ != 0 || signum == 0) return;
     interrupt_ = signum;
+    if (continuation_ != nullptr) uv_idle_stop(continuation_);
     supervisor_.shutdown();
   }
   // An interrupt taken off the signalfd, if one is pending.
@@ -147,6 +177,8 @@ class ScenarioRun {
   std::size_t running_ = 0;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
+  static constexpr std::chrono::microseconds spawn_slice{1000};
+  uv_idle_t* continuation_ = nullptr;
   bool in_start_ = false;
   int interrupt_ = 0;
   std::chrono::steady_clock::time_point start_;
@@ -231,6 +263,7 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
   Context ctx;
   LoopHandle<uv_timer_t> timer;
   LoopHandle<uv_poll_t> interrupt_poll;
+  LoopHandle<uv_idle_t> continuation;
   std::optional<RunResult> result;
   std::optional<payloadrun::Error> setup_error;
   // Our own emitter (not the Supervisor's) so that it can be closed after
@@ -286,6 +319,9 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
         });
         uv_unref(reinterpret_cast<uv_handle_t*>(&interrupt_poll.handle));
       }
+      uv_idle_init(&loop, &continuation.handle);
+      continuation.open = true;
+      run.set_continuation(&continuation.handle);
       run.poll_interrupt();  // one that came before the run: nothing starts
       run.start_more();
       uv_run(&loop, UV_RUN_DEFAULT);
@@ -294,6 +330,7 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       result = run.take_result(options.shard);
       timer.close();
       interrupt_poll.close();
+      continuation.close();
     }
   }
   if (emitter) {
