@@ -166,9 +166,46 @@ async def run_deadline(args):
                       "p99_ms": percentile(late, 99), "max_ms": max(late)}))
 
 
+async def run_lag(args):
+    """A 1 ms ticker runs; 50 ms in, N /bin/true children are started at once
+    (stdout, stderr piped); the ticker's worst lateness until the last exit."""
+    n = args.n
+    loop = asyncio.get_running_loop()
+    gaps = []
+    state = {"last": time.perf_counter(), "armed": False, "stop": False}
+
+    def tick():
+        now = time.perf_counter()
+        if state["armed"]:
+            gaps.append((now - state["last"]) * 1000 - 1)
+        state["last"] = now
+        if not state["stop"]:
+            loop.call_later(0.001, tick)
+
+    loop.call_later(0.001, tick)
+    await asyncio.sleep(0.05)
+
+    async def one():
+        proc = await asyncio.create_subprocess_exec("/bin/true", stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        await proc.communicate()
+        if proc.returncode != 0:
+            fail(f"/bin/true exited {proc.returncode}")
+
+    t0 = time.perf_counter()
+    state["last"] = t0
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+    state["armed"] = True
+    await asyncio.gather(*tasks)
+    state["stop"] = True
+    print(json.dumps({"mode": "asyncio_lag", "n": n, "lag_max_ms": max(gaps or [0]),
+                      "lag_p99_ms": percentile(gaps, 99) if gaps else 0, "ticks": len(gaps),
+                      "burst_seconds": time.perf_counter() - t0}))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", nargs="?", default="spawn", choices=["spawn", "sleep", "deadline"])
+    p.add_argument("mode", nargs="?", default="spawn", choices=["spawn", "sleep", "deadline", "lag"])
     p.add_argument("--n", type=int)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--max-seconds", type=float, default=1e9)
@@ -179,9 +216,10 @@ if __name__ == "__main__":
     p.add_argument("--tick-ms", type=float, default=2)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args()
-    defaults = {"spawn": (40, 2000), "sleep": (50, 1000), "deadline": (20, 1000)}[a.mode]
+    defaults = {"spawn": (40, 2000), "sleep": (50, 1000), "deadline": (20, 1000), "lag": (40, 1000)}[a.mode]
     if a.n is None:
         a.n = defaults[0] if a.smoke else defaults[1]
     if a.sleep is None:
         a.sleep = 1.0 if a.smoke else 3.0
-    asyncio.run({"spawn": run_spawn, "sleep": run_sleep, "deadline": run_deadline}[a.mode](a))
+    asyncio.run({"spawn": run_spawn, "sleep": run_sleep, "deadline": run_deadline,
+                 "lag": run_lag}[a.mode](a))

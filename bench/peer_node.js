@@ -8,6 +8,9 @@
 //   deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P] [--tick-ms T]: children that ignore
 //            SIGTERM, killed by spawn's `timeout` option with SIGKILL;
 //            lateness of the completion after the deadline (p50/p99 ms).
+//   lag      --n N: a 1 ms setInterval runs; 50 ms in, N `/bin/true` children
+//            are spawned at once (stdout, stderr piped); the interval's worst
+//            lateness (and p99) until the last one closed.
 // Any wrong result exits 1.
 'use strict';
 const { spawn } = require('child_process');
@@ -162,7 +165,42 @@ function runDeadline() {
   }, tickMs);
 }
 
+function runLag() {
+  const n = num('n', smoke ? 40 : 1000);
+  const gaps = [];
+  let last = nowNs();
+  let armed = false;
+  let done = 0;
+  let tBurst = 0n;
+  const tick = setInterval(() => {
+    const now = nowNs();
+    if (armed) gaps.push(Number(now - last) / 1e6 - 1);
+    last = now;
+  }, 1);
+  setTimeout(() => {
+    tBurst = nowNs();
+    last = tBurst;
+    for (let i = 0; i < n; i++) {
+      const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', () => {});
+      child.stderr.on('data', () => {});
+      child.on('close', (code) => {
+        if (code !== 0) fail(`/bin/true exited ${code}`);
+        if (++done === n) {
+          clearInterval(tick);
+          console.log(JSON.stringify({
+            mode: 'node_lag', n, lag_max_ms: Math.max(0, ...gaps), lag_p99_ms: percentile(gaps, 99),
+            ticks: gaps.length, burst_seconds: secsSince(tBurst),
+          }));
+        }
+      });
+    }
+    armed = true;
+  }, 50);
+}
+
 if (mode === 'spawn') runSpawn();
+else if (mode === 'lag') runLag();
 else if (mode === 'sleep') runSleep();
 else if (mode === 'deadline') runDeadline();
 else fail(`unknown mode ${mode}`);

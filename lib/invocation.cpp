@@ -65,12 +65,35 @@ bool is_consumed(const Invocation& inv) noexcept {
   return inv.phase == Phase::finished || inv.delivery == Delivery::callback;
 }
 
+void invocation_queued(Invocation& inv) {
+  inv.phase = Phase::queued;
+  inv.impl->live.insert(&inv);
+}
+
 void invocation_started(Invocation& inv) {
+  inv.queued_run.reset();
   inv.phase = Phase::running;
   inv.impl->live.insert(&inv);
 }
 
+void unstarted_ended(Invocation& inv, std::string why) {
+  if (inv.phase != Phase::queued) return;
+  inv.queued_run.reset();
+  inv.start = Clock::now();  // it never ran: duration 0
+  inv.outcome.exit_code = -1;
+  inv.outcome.status_error = std::move(why);
+  inv.out.at_eof = true;  // no pipes, no cgroup: nothing to wait for
+  inv.err.at_eof = true;
+  inv.cgroup_empty = true;
+  inv.phase = Phase::draining;
+  maybe_complete(inv);
+}
+
 void request_kill(Invocation& inv) noexcept {
+  if (inv.phase == Phase::queued) {
+    inv.kill_before_start = true;  // the queue completes it on its next turn, never starts it
+    return;
+  }
   if (!leader_alive(inv)) return;  // nothing left to kill: the result is on its way
   inv.phase = Phase::stopping;
   kill_group(inv);
@@ -155,6 +178,13 @@ void drop_result(Invocation& inv) noexcept {
 }
 
 void abandon_invocation(Invocation& inv) noexcept {
+  if (inv.phase == Phase::queued) {  // no process yet: the queue skips it
+    leave_live(inv);
+    inv.phase = Phase::abandoned;
+    inv.queued_run.reset();
+    inv.callback = nullptr;
+    return;
+  }
   if (!leader_alive(inv) && inv.phase != Phase::draining) return;
   std::shared_ptr<Invocation> pin = inv.keepalive;  // closing below may drop the last hold
   leave_live(inv);

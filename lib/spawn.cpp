@@ -65,7 +65,14 @@ std::string resolve_binary(const Payload& p) {
   if (bin.find('\0') != std::string::npos) {
     throw_spawn(p, Errc::invalid_argument, "the binary name contains a NUL byte", 0);
   }
-  if (bin.find('/') != std::string::npos) return bin;
+  if (bin.find('/') != std::string::npos) {
+    // Checked here too, not only by execve: a spawn paced into the queue
+    // must still throw for a binary that is not there.
+    if (::access(bin.c_str(), F_OK) != 0 && errno == ENOENT) {
+      throw_spawn(p, Errc::not_found, not_found_text(bin, false), ENOENT);
+    }
+    return bin;
+  }
   const char* path_env = std::getenv("PATH");
   std::string_view path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
   bool saw_eacces = false;
@@ -505,7 +512,7 @@ void discard_cgroup(Invocation& inv) noexcept {
   inv.cgroup.reset();
 }
 
-std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run) {
+std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRun& run) {
   const Payload& p = run.payload();
   validate_run(run);
   if (impl.shut_down) {
@@ -520,8 +527,15 @@ std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const Payload
   inv->new_pgrp = !p.uses_parent_pgrp;
   inv->index_stride = impl.options.index_stride;
   inv->index_offset = impl.options.index_offset;
+  inv->exec_path = resolve_binary(p);  // a missing binary throws here, queued or not
+  return inv;
+}
 
-  const std::string exec_path = resolve_binary(p);
+void start_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv_ptr,
+                      const PayloadRun& run) {
+  Invocation* inv = inv_ptr.get();
+  const Payload& p = run.payload();
+  const std::string exec_path = inv->exec_path;
   std::vector<std::string> arg_strings;
   arg_strings.reserve(run.effective_args().size() + 1);
   arg_strings.push_back(p.binary);
@@ -563,7 +577,7 @@ std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const Payload
   if (impl.dispatch_depth == 0) release_pins(impl);  // not inside one of our callbacks
   inv->start = Clock::now();
   if (run.deadline()) inv->deadline = inv->start + *run.deadline();
-  inv->keepalive = inv;  // libuv handles pin the invocation until closed
+  inv->keepalive = inv_ptr;  // libuv handles pin the invocation until closed
   try {
     if (inv->backend == SpawnBackend::uv_spawn) {
       uv_backend(impl, *inv, run, plan, exec_path);
@@ -593,7 +607,6 @@ std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const Payload
     if (inv->holds == 0) inv->keepalive.reset();  // nothing was watched yet
     throw;
   }
-  return inv;
 }
 
 }  // namespace payloadrun::detail

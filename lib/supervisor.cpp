@@ -54,7 +54,7 @@ PayloadHandle::~PayloadHandle() {
 const std::string& PayloadHandle::payload_name() const noexcept { return inv_->payload->name; }
 
 std::optional<int> PayloadHandle::pid() const noexcept {
-  if (!inv_ || detail::is_consumed(*inv_)) return std::nullopt;
+  if (!inv_ || detail::is_consumed(*inv_) || inv_->phase == Phase::queued) return std::nullopt;
   return inv_->pid;
 }
 
@@ -238,6 +238,7 @@ void close_sigchld(SupervisorImpl& impl) noexcept {
 
 void finish_shutdown_if_idle(SupervisorImpl& impl) noexcept {
   if (!impl.shut_down || !impl.live.empty()) return;
+  close_spawn_queue(impl);
   close_watch_set(impl);
   close_sigchld(impl);
 }
@@ -310,6 +311,7 @@ Supervisor::~Supervisor() {
   impl.live.clear();
   impl.awaiting_take.clear();
   impl.deadlines.clear();
+  detail::close_spawn_queue(impl);
   detail::close_watch_set(impl);
   detail::close_sigchld(impl);
   pins.clear();

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <gmock/gmock.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -391,11 +392,9 @@ int count_processes_with(const std::string& token) {
   return n;
 }
 
-TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
-  TempDir dir;
-  write_file(dir.file("s.json"), R"({"concurrency": 3, "payloads": [
-    {"name": "long", "binary": "sleep", "args": ["97.125"], "count": 6}]})");
-  const std::string exe = runner_exe(), scenario = dir.file("s.json"), report = dir.file("r.json");
+// `payloadrun run SCENARIO --json REPORT` with stdout/stderr on /dev/null.
+pid_t start_runner_quietly(const std::string& scenario, const std::string& report) {
+  const std::string exe = runner_exe();
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int null = ::open("/dev/null", O_RDWR);
@@ -404,21 +403,47 @@ TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
     ::execl(exe.c_str(), exe.c_str(), "run", scenario.c_str(), "--json", report.c_str(), nullptr);
     ::_exit(127);
   }
-  ASSERT_GT(pid, 0);
-  const auto start = std::chrono::steady_clock::now();
-  while (count_processes_with("sleep 97.125") < 3 && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(count_processes_with("sleep 97.125"), 3);
+  return pid;
+}
+
+// SIGTERM, then reap; a runner still there at `bound` fails the test and is SIGKILLed.
+int sigterm_and_wait(pid_t pid, std::chrono::steady_clock::time_point bound) {
   ::kill(pid, SIGTERM);
   int status = 0;
   while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(40)) {
+    if (std::chrono::steady_clock::now() > bound) {
       ADD_FAILURE() << "payloadrun did not exit after SIGTERM";
       ::kill(pid, SIGKILL);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return status;
+}
+
+// Runs `count` x `sleep ARG` at `concurrency` (report r.json in `dir`) and
+// waits, 20 s at most, until `want` of them run.
+pid_t start_sleepers(TempDir& dir, int concurrency, int count, const std::string& arg, int want) {
+  write_file(dir.file("s.json"),
+             fmt::format(R"({{"concurrency": {}, "payloads": [
+    {{"name": "long", "binary": "sleep", "args": ["{}"], "count": {}}}]}})",
+                         concurrency, arg, count));
+  const pid_t pid = start_runner_quietly(dir.file("s.json"), dir.file("r.json"));
+  const auto start = std::chrono::steady_clock::now();
+  while (pid > 0 && count_processes_with("sleep " + arg) < want &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pid;
+}
+
+TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
+  TempDir dir;
+  const std::string report = dir.file("r.json");
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = start_sleepers(dir, 3, 6, "97.125", 3);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(count_processes_with("sleep 97.125"), 3);
+  const int status = sigterm_and_wait(pid, start + std::chrono::seconds(40));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << status;
   EXPECT_EQ(count_processes_with("sleep 97.125"), 0) << "payloads outlived the runner";
   Report r(report);
@@ -434,31 +459,11 @@ TEST(Runner, SigtermKillsRunningPayloadsAndExits130) {
 TEST(Runner, SigtermDuringABurstOfStartsStopsTheBurst) {
   constexpr int n = 2000;
   TempDir dir;
-  write_file(dir.file("s.json"), R"({"concurrency": 2000, "payloads": [
-    {"name": "long", "binary": "sleep", "args": ["97.25"], "count": 2000}]})");
-  const std::string exe = runner_exe(), scenario = dir.file("s.json"), report = dir.file("r.json");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    ::execl(exe.c_str(), exe.c_str(), "run", scenario.c_str(), "--json", report.c_str(), nullptr);
-    ::_exit(127);
-  }
-  ASSERT_GT(pid, 0);
+  const std::string report = dir.file("r.json");
   const auto start = std::chrono::steady_clock::now();
-  while (count_processes_with("sleep 97.25") < 1 && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(60)) {
-      ADD_FAILURE() << "payloadrun did not exit after SIGTERM";
-      ::kill(pid, SIGKILL);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  const pid_t pid = start_sleepers(dir, n, n, "97.25", 1);
+  ASSERT_GT(pid, 0);
+  const int status = sigterm_and_wait(pid, start + std::chrono::seconds(60));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << status;
   // PID 1 reaps orphans late: give killed payloads a moment to disappear.
   while (count_processes_with("sleep 97.25") > 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {

@@ -21,13 +21,14 @@ struct Completion {
   /// Captured output (capped; invalid UTF-8 replaced with U+FFFD).
   std::string stdout_text;
   std::string stderr_text;
-  /// The pid the payload ran as.
+  /// The pid the payload ran as (0 if it never started).
   int pid = 0;
-  /// Set only when supervision itself failed after a successful spawn:
-  /// today, when the exit status was lost (someone else reaped the child
-  /// on a kernel whose pidfds cannot report it); then exit_code is -1,
-  /// killed_by_signal is empty and `result` fails with this text. The
-  /// other fields hold what was gathered.
+  /// Set only when supervision itself failed after spawn() returned: the
+  /// exit status was lost (someone else reaped the child on a kernel whose
+  /// pidfds cannot report it), or an invocation paced into the spawn queue
+  /// (SupervisorOptions::spawn_slice) failed to start or was killed before
+  /// it started. Then exit_code is -1, killed_by_signal is empty and
+  /// `result` fails with this text. The other fields hold what was gathered.
   std::optional<std::string> error;
 };
 

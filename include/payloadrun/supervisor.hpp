@@ -68,6 +68,29 @@ struct SupervisorOptions {
   /// keep reading pipes that escaped descendants hold open.
   std::chrono::milliseconds drain_grace{1000};
   SpawnBackend backend = SpawnBackend::clone_vfork;
+  /// Spawn pacing: how long spawn() calls may hold the loop's thread per
+  /// loop turn. Starting a process suspends the calling thread until the
+  /// child has exec'd (0.1-0.5 ms on a small VM), so a burst of a thousand
+  /// spawn() calls would stall timers, signals and exits for that long.
+  /// Once the spawns of the current loop turn have taken spawn_slice,
+  /// further spawn() calls queue their invocation and return at once; the
+  /// Supervisor starts queued invocations in call order on the following
+  /// loop turns, at most about spawn_slice (plus one spawn) per turn.
+  /// The first spawn of a turn is never queued. A queued invocation:
+  /// - counts in live() and is driven by run(), wait() and friends;
+  /// - has no pid yet (PayloadHandle::pid() is nullopt);
+  /// - has its timeout counted from its start, not from spawn();
+  /// - if killed (kill(), kill_async(), shutdown()) before it started,
+  ///   never starts and completes with exit_code -1 and Completion::error;
+  /// - if its start fails (cgroup, pipes, clone, exec: what spawn() would
+  ///   have thrown), completes with that sentence as Completion::error
+  ///   (exit_code -1, a failed result) instead of spawn() throwing.
+  /// Bad input, a missing binary and a shut-down supervisor still throw
+  /// from spawn() itself, queued or not. Zero (the default): every spawn()
+  /// starts its process before it returns, so pid() is always known and
+  /// every start failure is thrown. Programs that start hundreds of
+  /// payloads from one callback set it (1000 us is a good value).
+  std::chrono::microseconds spawn_slice{0};
   /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
   /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.
   ///
@@ -184,9 +207,13 @@ class PAYLOADRUN_API PayloadRun {
   Completion run();
   /// Spawn; `on_done` runs on the loop thread when the invocation
   /// completes (never if the Supervisor is destroyed first). Throws Error
-  /// when the spawn fails; then `on_done` is never called.
+  /// when the spawn fails; then `on_done` is never called. A spawn queued
+  /// by spawn pacing (SupervisorOptions::spawn_slice) throws only for bad
+  /// input, a missing binary or a shut-down supervisor; its start
+  /// failures arrive in its Completion::error.
   void spawn(CompletionCallback on_done);
-  /// Spawn and return a handle. Throws Error when the spawn fails.
+  /// Spawn and return a handle. Throws Error when the spawn fails (see
+  /// spawn(on_done) for a queued spawn).
   PayloadHandle spawn();
   /// Non-throwing forms, for callers that spawn thousands: on failure they
   /// return nullopt / false and set `ec` to the Errc the throwing form
@@ -236,7 +263,9 @@ class PAYLOADRUN_API PayloadHandle {
   ~PayloadHandle();
 
   const std::string& payload_name() const noexcept;
-  /// The payload's pid until the handle is consumed; then nullopt.
+  /// The payload's pid until the handle is consumed; then nullopt. Also
+  /// nullopt while the invocation waits in the spawn queue
+  /// (SupervisorOptions::spawn_slice).
   std::optional<int> pid() const noexcept;
   /// True once the invocation has completed (result ready).
   bool done() const noexcept;

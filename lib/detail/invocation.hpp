@@ -22,13 +22,16 @@ namespace payloadrun::detail {
 
 /// Where an invocation is in its life. Only invocation.cpp changes it.
 ///
+///   queued ──started (spawn queue)──> running
+///      └──start failed / killed before it started──> draining (no process)
 ///   running ──kill()/deadline──> stopping
 ///      │                            │
 ///      └──────leader exited─────────┴──> draining ──pipes at EOF, own cgroup
 ///                                                    empty (or grace over)──> completed
 ///   completed ──terminal call / callback──> finished
-///   running, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
+///   queued, running, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
 enum class Phase : std::uint8_t {
+  queued,     ///< spawn() returned; the process is not started yet (spawn_slice)
   running,    ///< the leader lives
   stopping,   ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
   draining,   ///< the leader's status is collected; pipes or the own cgroup still open
@@ -81,6 +84,9 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
   Phase phase = Phase::running;
   Delivery delivery = Delivery::handle;
 
+  std::string exec_path;                   // the binary, resolved at spawn()
+  std::optional<PayloadRun> queued_run;    // what to start, while queued
+  bool kill_before_start = false;          // kill()/shutdown() while queued
   pid_t pid = 0;
   bool new_pgrp = true;
   UniqueFd pidfd;
@@ -118,8 +124,13 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
 // ---------------------------------------------------------------- invocation.cpp
 // The state machine: the only code that changes Invocation::phase.
 
+/// spawn() queued it (spawn_queue.cpp): queued, in impl.live.
+void invocation_queued(Invocation& inv);
 /// A freshly spawned child: running, in impl.live, watched.
 void invocation_started(Invocation& inv);
+/// A queued invocation that will never have a process (its start failed,
+/// or it was killed first): completes with `why` as its error.
+void unstarted_ended(Invocation& inv, std::string why);
 /// The leader's status is known (from the pidfd or libuv): draining.
 void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,
                    std::optional<std::string> status_error = std::nullopt);
@@ -169,8 +180,19 @@ void slot_opened(Invocation& inv, HandleSlot<Handle>& slot) noexcept {
 
 // ---------------------------------------------------------------- stages
 
-// spawn.cpp
+// spawn_queue.cpp: spawn() now, or queued when this loop turn's spawns
+// already took SupervisorOptions::spawn_slice; the queue drains on later turns.
 std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run);
+/// Closes the queue's idle handle (teardown); queued invocations are gone by then.
+void close_spawn_queue(SupervisorImpl& impl) noexcept;
+
+// spawn.cpp
+/// Checks the run and makes its invocation (throws Error: bad input, a
+/// missing binary, a shut-down supervisor); no process yet.
+std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRun& run);
+/// Starts the process (throws Error: cgroup, pipes, clone, exec): running.
+void start_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv,
+                      const PayloadRun& run);
 /// Remove a per-invocation cgroup (after the payload is gone) and forget it.
 void discard_cgroup(Invocation& inv) noexcept;
 /// Prepares SupervisorImpl::spawn_slots (flat spawn cost); leaves them

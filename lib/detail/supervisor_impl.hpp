@@ -8,6 +8,8 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -79,6 +81,14 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   bool read_nowait = false;  // preadv2(RWF_NOWAIT) works on pipes
   // Invocations whose last watched fd went, freed at the next safe point.
   std::vector<std::shared_ptr<Invocation>> released_pins;
+
+  // Spawn pacing (spawn_queue.cpp): time spent starting processes in the
+  // loop turn stamped `spawn_turn` (uv_now), the invocations waiting for a
+  // later turn, and the idle handle that starts them.
+  std::uint64_t spawn_turn = ~std::uint64_t{0};
+  Clock::duration spawn_spent{};
+  std::deque<std::shared_ptr<Invocation>> spawn_queue;
+  std::unique_ptr<uv_idle_t> spawn_idle;
 
   int dispatch_depth = 0;  // > 0 while one of our callbacks runs
   int drive_depth = 0;     // > 0 while a blocking call of ours runs uv_run

@@ -1,0 +1,138 @@
+// Spawn pacing: a burst of spawn() calls never holds the loop's thread for
+// much longer than SupervisorOptions::spawn_slice. Each clone suspends the
+// thread until the child has exec'd; once this loop turn's starts took the
+// slice, further invocations wait in a queue that an idle handle drains on
+// the following turns, a slice at a time, so timers, signals and exits
+// are served in between.
+#include <fmt/format.h>
+
+#include "detail/invocation.hpp"
+#include "detail/log.hpp"
+
+namespace payloadrun::detail {
+namespace {
+
+// A new loop turn (uv_now moved) starts with a fresh slice.
+void begin_turn(SupervisorImpl& impl) noexcept {
+  const std::uint64_t now = uv_now(impl.loop);
+  if (now != impl.spawn_turn) {
+    impl.spawn_turn = now;
+    impl.spawn_spent = Clock::duration::zero();
+  }
+}
+
+bool slice_used(const SupervisorImpl& impl) noexcept {
+  return impl.spawn_spent >= impl.options.spawn_slice;
+}
+
+// Starts `inv`, charging the time to this turn's slice.
+void timed_start(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv,
+                 const PayloadRun& run) {
+  const Clock::time_point t0 = Clock::now();
+  try {
+    start_invocation(impl, inv, run);
+  } catch (...) {
+    impl.spawn_spent += Clock::now() - t0;
+    throw;
+  }
+  impl.spawn_spent += Clock::now() - t0;
+}
+
+void stop_idle(SupervisorImpl& impl) noexcept {
+  if (impl.spawn_idle) uv_idle_stop(impl.spawn_idle.get());
+}
+
+// Starts (or completes without a process) one queued invocation. Its
+// failure is its result: spawn() returned long ago.
+void start_queued(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv) {
+  if (inv->phase != Phase::queued) return;  // dropped or abandoned meanwhile
+  if (inv->kill_before_start) {
+    unstarted_ended(*inv, fmt::format("payload '{}' was killed before its process started (it "
+                                      "waited in the spawn queue: SupervisorOptions::spawn_slice)",
+                                      inv->payload->name));
+    return;
+  }
+  const PayloadRun run = std::move(*inv->queued_run);
+  try {
+    timed_start(impl, inv, run);
+  } catch (const Error& e) {
+    logger()->warn("{}", e.what());
+    unstarted_ended(*inv, fmt::format("{} (started from the spawn queue, so this is the "
+                                      "result and not an exception of spawn())",
+                                      e.what()));
+  } catch (const std::exception& e) {
+    unstarted_ended(*inv, fmt::format("spawn payload '{}' from the spawn queue failed: {}",
+                                      inv->payload->name, e.what()));
+  }
+}
+
+void on_idle(uv_idle_t* h) {
+  auto* impl = static_cast<SupervisorImpl*>(h->data);
+  dispatch(impl, "spawn queue", [&] {  // pins *impl: a callback may destroy the Supervisor
+    if (impl->spawn_queue.empty()) {
+      stop_idle(*impl);
+      return;
+    }
+    // Each idle callback is a loop turn of its own: a fresh slice, and at
+    // least one start, so the queue always moves.
+    impl->spawn_turn = uv_now(impl->loop);
+    impl->spawn_spent = Clock::duration::zero();
+    do {
+      std::shared_ptr<Invocation> inv = std::move(impl->spawn_queue.front());
+      impl->spawn_queue.pop_front();
+      start_queued(*impl, inv);  // may deliver a result: any callback of ours may run here
+    } while (!impl->spawn_queue.empty() && !impl->destroyed && !slice_used(*impl));
+    if (impl->spawn_queue.empty() && !impl->destroyed) stop_idle(*impl);
+    release_pins(*impl);
+  });
+}
+
+void queue_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv,
+                      const PayloadRun& run) {
+  if (!impl.spawn_idle) {
+    auto idle = std::make_unique<uv_idle_t>();
+    const int rc = uv_idle_init(impl.loop, idle.get());
+    if (rc != 0) {
+      throw Error(Errc::io,
+                  fmt::format("spawn payload '{}': uv_idle_init for the spawn queue failed: {}",
+                              inv->payload->name, uv_strerror(rc)),
+                  -rc);
+    }
+    idle->data = &impl;
+    impl.spawn_idle = std::move(idle);
+  }
+  inv->queued_run.emplace(run);
+  impl.spawn_queue.push_back(inv);
+  invocation_queued(*inv);
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(impl.spawn_idle.get())) == 0) {
+    uv_idle_start(impl.spawn_idle.get(), on_idle);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run) {
+  std::shared_ptr<Invocation> inv = new_invocation(impl, run);
+  if (impl.options.spawn_slice.count() > 0) {
+    begin_turn(impl);
+    // In order: once anything waits, later spawns wait behind it.
+    if (!impl.spawn_queue.empty() || slice_used(impl)) {
+      queue_invocation(impl, inv, run);
+      return inv;
+    }
+  }
+  timed_start(impl, inv, run);
+  return inv;
+}
+
+void close_spawn_queue(SupervisorImpl& impl) noexcept {
+  impl.spawn_queue.clear();
+  if (!impl.spawn_idle) return;
+  uv_idle_stop(impl.spawn_idle.get());
+  // Freed in its close callback (libuv's lifetime rule).
+  uv_close(reinterpret_cast<uv_handle_t*>(impl.spawn_idle.release()), [](uv_handle_t* h) {
+    std::unique_ptr<uv_idle_t> owned(reinterpret_cast<uv_idle_t*>(h));
+  });
+}
+
+}  // namespace payloadrun::detail

@@ -1,0 +1,223 @@
+// Spawn pacing (issue 16, SupervisorOptions::spawn_slice), with real
+// children: a burst of spawn() calls leaves the loop free between slices;
+// a queued invocation has no pid, never starts when killed or dropped
+// first, and carries a failed start as its result; bad input and a missing
+// binary still throw from spawn(); teardown with a full queue leaves no
+// child, no handle and no fd.
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fixture.hpp"
+
+using namespace payloadrun;
+using namespace payloadrun_test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+namespace {
+
+class SpawnQueueTest : public ProcessTest {
+ protected:
+  // So small that every spawn after the first of a turn is queued.
+  static SupervisorOptions tiny_slice() {
+    SupervisorOptions o;
+    o.spawn_slice = std::chrono::microseconds(1);
+    return o;
+  }
+
+  std::string temp_path(const std::string& leaf) {
+    return "/tmp/payloadrun-spawnq-" + std::to_string(::getpid()) + "-" + leaf;
+  }
+
+  static Payload touch_payload(const std::string& file) {
+    Payload p = Payload::binary_payload("touch", "/bin/sh");
+    p.default_args = {"-c", "echo ran > '" + file + "'"};
+    return p;
+  }
+
+  static std::size_t queued(const std::vector<PayloadHandle>& hs) {
+    std::size_t n = 0;
+    for (const auto& h : hs) n += !h.pid().has_value() && !h.done();
+    return n;
+  }
+};
+
+TEST_F(SpawnQueueTest, ABurstIsStartedOverSeveralLoopTurnsWithTimersRunningBetween) {
+  SupervisorOptions o;
+  o.spawn_slice = std::chrono::microseconds(1000);
+  Supervisor& s = sup(o);
+  constexpr int n = 300;
+  std::vector<PayloadHandle> hs;
+  const Payload p = child_payload("burst", {"exit", "0"});
+  for (int i = 0; i < n; ++i) hs.push_back(s.payload(p).spawn());
+  const std::size_t queued_at_once = queued(hs);
+  // ~1 ms of starts at once, the rest later: hundreds of clones do not fit.
+  EXPECT_GT(queued_at_once, 0u);
+  EXPECT_LT(queued_at_once, static_cast<std::size_t>(n));
+  EXPECT_TRUE(hs.front().pid().has_value()) << "the first spawn of a turn is never queued";
+  EXPECT_EQ(s.live(), static_cast<std::size_t>(n)) << "queued invocations count as live";
+
+  // A 1 ms timer sees the queue shrink in steps: the loop ran between slices.
+  struct Probe {
+    std::vector<PayloadHandle>* hs;
+    std::set<std::size_t> seen;
+  } probe{&hs, {}};
+  uv_timer_t t;
+  uv_timer_init(&loop_, &t);
+  t.data = &probe;
+  uv_timer_start(
+      &t,
+      [](uv_timer_t* h) {
+        auto* pr = static_cast<Probe*>(h->data);
+        const std::size_t q = queued(*pr->hs);
+        pr->seen.insert(q);
+        if (q == 0) uv_timer_stop(h);
+      },
+      1, 1);
+  for (int i = 0; i < 20000 && s.live() > 0; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);  // its close callback, before `t` goes
+  std::size_t intermediate = 0;
+  for (std::size_t q : probe.seen) intermediate += q > 0 && q < queued_at_once;
+  EXPECT_GE(intermediate, 1u) << "no timer ran while the queue drained";
+
+  std::set<int> pids;
+  for (auto& h : hs) {
+    ASSERT_TRUE(h.done());
+    ASSERT_TRUE(h.pid().has_value());
+    pids.insert(*h.pid());
+    Completion c = h.wait();
+    EXPECT_EQ(c.metrics.exit_code, 0);
+    EXPECT_FALSE(c.error.has_value());
+    EXPECT_TRUE(c.result.passed);
+  }
+  EXPECT_EQ(pids.size(), static_cast<std::size_t>(n)) << "every queued invocation ran once";
+}
+
+TEST_F(SpawnQueueTest, ByDefaultEveryProcessStartsBeforeSpawnReturns) {
+  Supervisor& s = sup();
+  ASSERT_EQ(s.options().spawn_slice.count(), 0);
+  std::vector<PayloadHandle> hs;
+  for (int i = 0; i < 50; ++i) hs.push_back(s.payload(child_payload("now", {"exit", "0"})).spawn());
+  EXPECT_EQ(queued(hs), 0u);
+  for (auto& h : hs) EXPECT_EQ(h.wait().metrics.exit_code, 0);
+}
+
+TEST_F(SpawnQueueTest, AQueuedInvocationKilledBeforeItStartsNeverRuns) {
+  Supervisor& s = sup(tiny_slice());
+  const std::string ran_first = temp_path("first");
+  const std::string ran_queued = temp_path("queued");
+  std::remove(ran_first.c_str());
+  std::remove(ran_queued.c_str());
+  PayloadHandle first = s.payload(touch_payload(ran_first)).spawn();
+  PayloadHandle second = s.payload(touch_payload(ran_queued)).spawn();
+  ASSERT_TRUE(first.pid().has_value());
+  ASSERT_FALSE(second.pid().has_value()) << "the second spawn of the turn is queued";
+  Completion c = second.kill();
+  EXPECT_EQ(c.metrics.exit_code, -1);
+  EXPECT_EQ(c.pid, 0);
+  ASSERT_TRUE(c.error.has_value());
+  EXPECT_THAT(*c.error, HasSubstr("killed before its process started"));
+  EXPECT_FALSE(c.result.passed);
+  EXPECT_EQ(first.wait().metrics.exit_code, 0);
+  struct stat st {};
+  EXPECT_EQ(::stat(ran_first.c_str(), &st), 0) << "the started one ran";
+  EXPECT_NE(::stat(ran_queued.c_str(), &st), 0) << "the killed queued one ran anyway";
+  std::remove(ran_first.c_str());
+}
+
+TEST_F(SpawnQueueTest, AFailedQueuedStartIsTheResultNotAnException) {
+  Supervisor& s = sup(tiny_slice());
+  PayloadHandle first = s.payload(child_payload("ok", {"exit", "0"})).spawn();
+  std::optional<PayloadHandle> bad;
+  ASSERT_NO_THROW(bad.emplace(s.payload(child_payload("nodir", {"exit", "0"}))
+                                  .working_dir("/nonexistent-payloadrun-dir")
+                                  .spawn()));
+  Completion c = bad->wait();
+  ASSERT_TRUE(c.error.has_value());
+  EXPECT_THAT(*c.error, HasSubstr("/nonexistent-payloadrun-dir"));
+  EXPECT_THAT(*c.error, HasSubstr("spawn queue"));
+  EXPECT_EQ(c.metrics.exit_code, -1);
+  EXPECT_FALSE(c.result.passed);
+  EXPECT_EQ(first.wait().metrics.exit_code, 0);
+
+  // Unpaced, the same start failure is thrown by spawn() itself.
+  Supervisor& direct = sup(SupervisorOptions{});
+  EXPECT_THROW(
+      direct.payload(child_payload("nodir", {"exit", "0"})).working_dir("/nonexistent-payloadrun-dir").spawn(),
+      Error);
+}
+
+TEST_F(SpawnQueueTest, InputErrorsAndAMissingBinaryStillThrowFromSpawnWhenQueued) {
+  Supervisor& s = sup(tiny_slice());
+  PayloadHandle first = s.payload(child_payload("ok", {"exit", "0"})).spawn();
+  try {
+    s.payload(Payload::binary_payload("missing", "/nonexistent/payloadrun-no-such-binary")).spawn();
+    ADD_FAILURE() << "a missing binary did not throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::not_found) << e.what();
+  }
+  EXPECT_THROW(s.payload(child_payload("nul", {"exit", "0"})).arg(std::string("a\0b", 3)).spawn(), Error);
+  EXPECT_EQ(s.live(), 1u) << "a refused spawn left something queued";
+  EXPECT_EQ(first.wait().metrics.exit_code, 0);
+}
+
+TEST_F(SpawnQueueTest, ShutdownCompletesQueuedCallbacksWithoutStartingThem) {
+  Supervisor& s = sup(tiny_slice());
+  int done = 0;
+  int never_started = 0;
+  for (int i = 0; i < 40; ++i) {
+    s.payload(child_payload("sleeper", {"sleep", "10000"})).spawn([&](Completion c) {
+      ++done;
+      never_started += c.pid == 0 && c.error.has_value();
+    });
+  }
+  s.shutdown();
+  for (int i = 0; i < 2000 && done < 40; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_EQ(done, 40);
+  EXPECT_EQ(never_started, 39) << "only the turn's first spawn had started";
+  EXPECT_THROW(s.payload(child_payload("late", {"exit", "0"})).spawn(), Error);
+}
+
+TEST_F(SpawnQueueTest, DroppedQueuedHandlesAndADestroyedSupervisorLeaveNothing) {
+  Supervisor& s = sup(tiny_slice());
+  {
+    std::vector<PayloadHandle> hs;
+    for (int i = 0; i < 20; ++i) hs.push_back(s.payload(child_payload("sleeper", {"sleep", "10000"})).spawn());
+    hs.erase(hs.begin() + 5, hs.end());  // drop 15 queued ones
+    EXPECT_EQ(s.live(), 5u);
+    uv_run(&loop_, UV_RUN_NOWAIT);  // the queue starts some of the rest
+  }  // the rest dropped: killed (started) or forgotten (queued)
+  EXPECT_EQ(s.live(), 0u);
+  for (int i = 0; i < 30; ++i) s.payload(child_payload("sleeper", {"sleep", "10000"})).spawn([](Completion) {
+    ADD_FAILURE() << "a callback ran after the supervisor was destroyed";
+  });
+  sup_.reset();  // fixture: no child, loop closes, no fd leaked
+}
+
+TEST_F(SpawnQueueTest, ACallbackMayDestroyTheSupervisorWhileTheQueueDrains) {
+  Supervisor& s = sup(tiny_slice());
+  int calls = 0;
+  for (int i = 0; i < 10; ++i) {
+    s.payload(child_payload("quick", {"exit", "0"})).spawn([&](Completion) {
+      ++calls;
+      sup_.reset();  // from inside the completion callback
+    });
+  }
+  for (int i = 0; i < 2000 && sup_.has_value(); ++i) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_FALSE(sup_.has_value());
+  EXPECT_EQ(calls, 1);
+}
+
+}  // namespace
