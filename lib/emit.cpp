@@ -56,6 +56,7 @@ Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
   PayloadMetrics& m = c.metrics;
   m.exit_code = o.exit_code;
   m.timed_out = o.timed_out;
+  m.killed = o.killed;
   m.killed_by_signal = o.term_signal;
   m.stdout_truncated = inv.out.discarded > 0;
   m.stderr_truncated = inv.err.discarded > 0;

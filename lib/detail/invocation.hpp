@@ -6,6 +6,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,15 +24,17 @@ namespace payloadrun::detail {
 
 /// Where an invocation is in its life. Only invocation.cpp changes it.
 ///
-///   running ──kill()/deadline──> stopping
-///      │                            │
-///      └──────leader exited─────────┴──> draining ──pipes at EOF, own cgroup
-///                                                    empty (or grace over)──> completed
+///   running ──kill()/deadline, with a stop signal──> stop_grace ──grace over──┐
+///      │ └────kill()/deadline────────────────────────────────────> stopping <┘
+///      │                                   │                          │
+///      └──────leader exited────────────────┴──────────────────────────┴──> draining
+///   draining ──pipes at EOF, own cgroup empty (or grace over)──> completed
 ///   completed ──terminal call / callback──> finished
-///   running, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
+///   running, stop_grace, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
 enum class Phase : std::uint8_t {
-  running,    ///< the leader lives
-  stopping,   ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
+  running,     ///< the leader lives
+  stop_grace,  ///< the leader lives; its group got the stop signal, SIGKILL at stop_until
+  stopping,    ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
   draining,   ///< the leader's status is collected; pipes or the own cgroup still open
   completed,  ///< the result is ready and waits for the handle's terminal call
   finished,   ///< the result was taken (terminal call) or delivered (callback)
@@ -67,6 +71,7 @@ struct ExitOutcome {
   std::optional<int> term_signal;
   std::optional<std::string> status_error;  // the status could not be collected
   bool timed_out = false;                   // the deadline killed it
+  bool killed = false;                      // kill()/shutdown() stopped it, the leader alive
   bool drain_cut_short = false;             // pipes cut off after the drain grace
 };
 
@@ -109,6 +114,11 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
   std::optional<Clock::time_point> deadline;
   std::optional<DeadlineQueue::iterator> deadline_entry;  // in impl->deadlines until acted on
   std::optional<Clock::time_point> drain_until;           // end of the drain grace
+  // How it is stopped (kill(), the deadline): SIGKILL at once, or this
+  // signal and SIGKILL at stop_until (PayloadRun::stop_signal).
+  int stop_signal = SIGKILL;
+  std::chrono::milliseconds stop_grace{0};
+  std::optional<Clock::time_point> stop_until;
   ExitOutcome outcome;
   CompletionCallback callback;
   std::optional<Completion> result;
@@ -123,10 +133,14 @@ void invocation_started(Invocation& inv);
 /// The leader's status is known (from the pidfd or libuv): draining.
 void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,
                    std::optional<std::string> status_error = std::nullopt);
-/// kill() / kill_async(): SIGKILL the group unless the leader is gone.
+/// kill() / kill_async() / shutdown(): stop the group (SIGKILL, or the
+/// stop signal and its grace) unless the leader is gone; mark killed.
 void request_kill(Invocation& inv) noexcept;
-/// The deadline passed with the leader alive: kill, mark timed out.
+/// The deadline passed with the leader alive: stop it (cutting a kill()'s
+/// grace short), mark timed out.
 void deadline_passed(Invocation& inv) noexcept;
+/// The stop grace is over with the leader alive: SIGKILL the group.
+void stop_grace_over(Invocation& inv) noexcept;
 /// The drain grace (or the deadline during the drain) is over: cut the
 /// pipes and stop waiting for the own cgroup.
 void drain_expired(Invocation& inv, bool deadline_too);
@@ -197,9 +211,12 @@ void stop_exit_watch(Invocation& inv) noexcept;
 /// SIGKILL the group (and own cgroup) and, if `leader_too`, the leader
 /// through its pidfd (never a recycled pid), while unreaped.
 void kill_group(Invocation& inv, bool leader_too = true) noexcept;
+/// Send `sig` to the group (the leader alone without a group of its own).
+void signal_group(Invocation& inv, int sig) noexcept;
 /// Block until the leader is gone and reap it (abandonment).
 void reap_leader_blocking(Invocation& inv) noexcept;
-/// (Re)arm the invocation's one timer for its deadline or drain grace.
+/// (Re)arm the invocation's one timer for its deadline, stop grace or
+/// drain grace.
 void arm_timer(Invocation& inv);
 void stop_timer(Invocation& inv) noexcept;
 void forget_deadline(Invocation& inv) noexcept;
