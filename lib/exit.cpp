@@ -83,6 +83,11 @@ void on_timer(uv_timer_t* t) {
 }  // namespace
 
 void kill_group(Invocation& inv, bool leader_too) noexcept {
+  // After the leader's own exit (not our stop): what a survivor holds is lost.
+  if (!leader_too && (inv.phase == Phase::running || inv.phase == Phase::stop_grace) &&
+      (inv.new_pgrp || (inv.cgroup && inv.cgroup_owned))) {
+    note_open_streams(inv);
+  }
   // cgroup.kill reaches descendants that left the process group; only for a
   // cgroup of the payload's own (a named cgroup may hold other payloads).
   if (inv.cgroup && inv.cgroup_owned) inv.cgroup->kill();
@@ -118,7 +123,7 @@ void signal_group(Invocation& inv, int sig) noexcept {
 void on_pidfd_ready(Invocation& inv) {
   // The leader is a zombie now: its pgid cannot be reused yet, so killing
   // the group before reaping reaches only our descendants.
-  kill_group(inv);
+  kill_group(inv, false);
   siginfo_t info{};
   int rc;
   do {

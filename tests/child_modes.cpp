@@ -169,6 +169,26 @@ int run_child_mode(int argc, char** argv) {
     write_str(1, "{\"child_exit\": " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "}");
     return 0;
   }
+  if (mode == "late-writer") {
+    // late-writer MS: the leader exits at once; a child in its group holds
+    // stdout and writes {"late": 1} after MS (a `tee` or a background job).
+    int ready[2];
+    if (::pipe(ready) != 0) return 98;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ready[0]);
+      ::close(ready[1]);
+      sleep_ms(std::atol(arg(1, "2000").c_str()));
+      write_str(1, "{\"late\": 1}");
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char b;
+    while (::read(ready[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    write_str(2, "leader done\n");
+    return 0;
+  }
   if (mode == "fork-hold" || mode == "setsid-hold") {
     // The leader exits at once; a child (in our group, or escaped with
     // setsid) keeps stdout/stderr open for MS milliseconds.

@@ -1,7 +1,7 @@
 // The graceful stop (PayloadRun::stop_signal/stop_grace, issue 18) with real
 // children: a payload that prints its results on SIGINT, one that ignores
 // it, kill() with a grace, the whole group signalled, teardown during the
-// grace.
+// grace; and output lost to a process that outlives the leader.
 #include <signal.h>
 #include <unistd.h>
 
@@ -257,5 +257,42 @@ TEST_P(StopTest, ShutdownStopsGracefullyToo) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StopTest, both_backends(), backend_name);
+
+// A leader that exits while its background child still holds stdout:
+// ktstr's rule kills the group then, so what the child had not written is
+// lost; the result says why its metric is missing.
+class LostOutput : public StopTest {};
+
+TEST_P(LostOutput, AHelperOutlivingTheLeaderIsNamedInTheDetail) {
+  const Payload p = child_payload("tee-like", {"late-writer", "3000"}, output::Json{});
+  const auto t0 = Clock::now();
+  auto c = sup(opts()).payload(p).check(MetricCheck::exists("late")).run();
+  EXPECT_LT(Clock::now() - t0, 2500ms) << "the group is killed when the leader exits";
+  EXPECT_EQ(c.metrics.exit_code, 0);
+  EXPECT_FALSE(c.result.passed);
+  EXPECT_THAT(details_text(c), HasSubstr("metric 'late' not found"));
+  EXPECT_THAT(details_text(c),
+              HasSubstr("stdout was still open when the process group was killed after the leader exited: "
+                        "a process outliving the leader held it; output it had not written is lost"));
+  EXPECT_EQ(c.stderr_text, "leader done\n") << "what the leader wrote is kept";
+}
+
+TEST_P(LostOutput, NoSuchDetailWhenNothingOutlivedTheLeader) {
+  const Payload p = child_payload("plain", {"json", R"({"a": 1})", "some stderr"}, output::Json{});
+  auto c = sup(opts()).payload(p).check(MetricCheck::exists("late")).run();
+  EXPECT_FALSE(c.result.passed);
+  ASSERT_EQ(c.result.details.size(), 1u) << details_text(c);
+  EXPECT_THAT(details_text(c), HasSubstr("metric 'late' not found"));
+}
+
+TEST_P(LostOutput, APassingResultGetsNoDetail) {
+  // fork-hold: the child holds the pipes for 60 s; nothing checked is missing.
+  const Payload p = child_payload("forker", {"fork-hold", "60000"}, output::Json{});
+  auto c = sup(opts()).payload(p).check(MetricCheck::exists("leader")).run();
+  EXPECT_TRUE(c.result.passed);
+  EXPECT_TRUE(c.result.details.empty()) << details_text(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, LostOutput, both_backends(), backend_name);
 
 }  // namespace

@@ -63,6 +63,9 @@ struct StreamCapture {
   std::string data;
   std::size_t discarded = 0;
   bool at_eof = false;  // EOF, error, or cut off by us; fd closed
+  // Still held open by another process when the group was killed after
+  // the leader exited (what that process had not written is lost).
+  bool open_at_group_kill = false;
 };
 
 /// How the leader ended, as far as the supervisor knows.
@@ -198,6 +201,12 @@ void ensure_exit_status_kept(SupervisorImpl& impl);
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
 /// Stop reading `s` (EOF, error, cut off): its fd leaves the watch set.
 void close_stream(Invocation& inv, StreamCapture& s) noexcept;
+/// The leader has exited and its group is about to be killed: read what
+/// the pipes hold and flag a stream another process still holds open.
+void note_open_streams(Invocation& inv) noexcept;
+/// A failed result gets one detail per stream flagged above (why output
+/// may be missing).
+void explain_lost_output(const Invocation& inv, Completion& c);
 bool streams_done(const Invocation& inv) noexcept;
 /// A watched output pipe is readable (called from the watch set).
 void on_stream_ready(Invocation& inv, StreamCapture& s);
@@ -209,7 +218,9 @@ void on_pidfd_ready(Invocation& inv);
 /// Stop watching the leader (its status is collected, or it is abandoned).
 void stop_exit_watch(Invocation& inv) noexcept;
 /// SIGKILL the group (and own cgroup) and, if `leader_too`, the leader
-/// through its pidfd (never a recycled pid), while unreaped.
+/// through its pidfd (never a recycled pid), while unreaped. `leader_too`
+/// false: the leader has exited (ktstr's rule: what outlived it goes now);
+/// streams another process still holds are noted first.
 void kill_group(Invocation& inv, bool leader_too = true) noexcept;
 /// Send `sig` to the group (the leader alone without a group of its own).
 void signal_group(Invocation& inv, int sig) noexcept;
