@@ -56,6 +56,7 @@ Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
   PayloadMetrics& m = c.metrics;
   m.exit_code = o.exit_code;
   m.timed_out = o.timed_out;
+  m.killed = o.killed;
   m.killed_by_signal = o.term_signal;
   m.stdout_truncated = inv.out.discarded > 0;
   m.stderr_truncated = inv.err.discarded > 0;
@@ -74,6 +75,7 @@ Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
     if (auto d = exit_code_mismatch_detail(inv.checks, m.exit_code, c.stderr_text)) {
       c.result.merge(AssertResult::fail(std::move(*d)));
     }
+    explain_lost_output(inv, c);
     return c;
   }
   if (std::holds_alternative<output::Json>(p.output)) {
@@ -86,6 +88,7 @@ Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
   AssertResult checked = evaluate_checks(inv.checks, m, c.stderr_text);
   checked.merge(std::move(c.result));  // a lost status (above) stays a failure
   c.result = std::move(checked);
+  explain_lost_output(inv, c);
   return c;
 }
 

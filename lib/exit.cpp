@@ -1,6 +1,7 @@
-// Exit/deadline stage: collect the leader's status from its pidfd, kill the
-// whole group, and the one timer per invocation that enforces the deadline
-// and bounds the drain. Phase changes are invocation.cpp's.
+// Exit/deadline stage: collect the leader's status from its pidfd, signal
+// and kill the whole group, and the one timer per invocation that enforces
+// the deadline, ends the stop grace and bounds the drain. Phase changes are
+// invocation.cpp's.
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -30,7 +31,8 @@ std::uint64_t ms_until(Clock::time_point t) {
 }
 
 bool leader_alive(const Invocation& inv) noexcept {
-  return inv.phase == Phase::running || inv.phase == Phase::stopping;
+  return inv.phase == Phase::running || inv.phase == Phase::stop_grace ||
+         inv.phase == Phase::stopping;
 }
 
 // Signal the leader through its pidfd: never a recycled pid.
@@ -53,10 +55,16 @@ void on_timer(uv_timer_t* t) {
     // libuv's clock can run a little behind ours: never act early.
     const bool deadline_over = inv->deadline && now >= *inv->deadline;
     if (leader_alive(*inv)) {
-      if (deadline_over) {
+      if (deadline_over && !inv->outcome.timed_out) {
         deadline_passed(*inv);  // the exit watch moves it on
-      } else {
-        arm_timer(*inv);
+      } else if (inv->phase == Phase::stop_grace) {
+        if (now >= *inv->stop_until) {
+          stop_grace_over(*inv);
+        } else {
+          arm_timer(*inv);
+        }
+      } else if (!deadline_over) {
+        arm_timer(*inv);  // early: libuv's clock
       }
       return;
     }
@@ -75,6 +83,11 @@ void on_timer(uv_timer_t* t) {
 }  // namespace
 
 void kill_group(Invocation& inv, bool leader_too) noexcept {
+  // After the leader's own exit (not our stop): what a survivor holds is lost.
+  if (!leader_too && (inv.phase == Phase::running || inv.phase == Phase::stop_grace) &&
+      (inv.new_pgrp || (inv.cgroup && inv.cgroup_owned))) {
+    note_open_streams(inv);
+  }
   // cgroup.kill reaches descendants that left the process group; only for a
   // cgroup of the payload's own (a named cgroup may hold other payloads).
   if (inv.cgroup && inv.cgroup_owned) inv.cgroup->kill();
@@ -91,11 +104,26 @@ void kill_group(Invocation& inv, bool leader_too) noexcept {
   if (leader_too && leader_alive(inv)) signal_leader(inv, SIGKILL);
 }
 
+void signal_group(Invocation& inv, int sig) noexcept {
+  // The group only while the leader is unreaped (its pgid cannot be reused);
+  // the group includes the leader, which must get the signal once (a second
+  // SIGINT makes some tools quit without their report).
+  if (inv.new_pgrp && inv.pid > 0 && leader_alive(inv)) {
+    if (::killpg(inv.pid, sig) != 0 && errno != ESRCH) {
+      const int e = errno;
+      logger()->warn("payload '{}': killpg({}, {}) failed: {}", inv.payload->name, inv.pid, sig,
+                     errno_text(e));
+    }
+    return;
+  }
+  if (leader_alive(inv)) signal_leader(inv, sig);
+}
+
 // The leader's pidfd is readable: it has exited.
 void on_pidfd_ready(Invocation& inv) {
   // The leader is a zombie now: its pgid cannot be reused yet, so killing
   // the group before reaping reaches only our descendants.
-  kill_group(inv);
+  kill_group(inv, false);
   siginfo_t info{};
   int rc;
   do {
@@ -184,11 +212,14 @@ void start_exit_watch(Invocation& inv) {
   arm_timer(inv);
 }
 
-// Before the leader exits: fire at the deadline. After: at the end of the
-// drain grace, or the deadline if sooner and not yet acted on.
+// Before the leader exits: fire at the deadline, or during a stop grace at
+// its end (or the deadline if sooner and not yet acted on). After: at the
+// end of the drain grace, or the deadline if sooner and not yet acted on.
 void arm_timer(Invocation& inv) {
   std::optional<Clock::time_point> at = inv.deadline;
-  if (!leader_alive(inv)) {
+  if (inv.phase == Phase::stop_grace) {
+    if (!at || inv.outcome.timed_out || *inv.stop_until < *at) at = inv.stop_until;
+  } else if (!leader_alive(inv)) {
     if (!inv.drain_until) inv.drain_until = Clock::now() + inv.impl->options.drain_grace;
     if (!at || inv.outcome.timed_out || *inv.drain_until < *at) at = inv.drain_until;
   }

@@ -11,7 +11,27 @@ namespace payloadrun::detail {
 namespace {
 
 bool leader_alive(const Invocation& inv) noexcept {
-  return inv.phase == Phase::running || inv.phase == Phase::stopping;
+  return inv.phase == Phase::running || inv.phase == Phase::stop_grace ||
+         inv.phase == Phase::stopping;
+}
+
+// SIGKILL the group: stopping.
+void stop_now(Invocation& inv) noexcept {
+  inv.phase = Phase::stopping;
+  kill_group(inv);
+}
+
+// From running: SIGKILL at once, or the stop signal and its grace (the
+// timer ends it: stop_grace_over, or deadline_passed for a kill()'s grace).
+void begin_stop(Invocation& inv) noexcept {
+  if (inv.stop_signal == SIGKILL) {
+    stop_now(inv);
+    return;
+  }
+  inv.phase = Phase::stop_grace;
+  inv.stop_until = Clock::now() + inv.stop_grace;
+  signal_group(inv, inv.stop_signal);
+  arm_timer(inv);  // throws nothing: libuv's timer calls cannot fail
 }
 
 void on_slot_closed(uv_handle_t* h) {
@@ -95,16 +115,31 @@ void request_kill(Invocation& inv) noexcept {
     return;
   }
   if (!leader_alive(inv)) return;  // nothing left to kill: the result is on its way
-  inv.phase = Phase::stopping;
-  kill_group(inv);
+  inv.outcome.killed = true;
+  if (inv.phase == Phase::stop_grace) return;  // a stop is under way: its grace bounds it
+  if (inv.phase == Phase::running) {
+    begin_stop(inv);
+  } else {
+    stop_now(inv);
+  }
 }
 
 void deadline_passed(Invocation& inv) noexcept {
   forget_deadline(inv);
   if (!leader_alive(inv) || inv.outcome.timed_out) return;
   inv.outcome.timed_out = true;
-  inv.phase = Phase::stopping;
-  kill_group(inv);
+  if (inv.phase == Phase::running) {
+    begin_stop(inv);
+  } else {
+    stop_now(inv);  // the deadline bounds a kill()'s grace too
+  }
+}
+
+void stop_grace_over(Invocation& inv) noexcept {
+  if (inv.phase != Phase::stop_grace) return;
+  logger()->info("payload '{}': still running {} ms after signal {}; SIGKILL", inv.payload->name,
+                 inv.stop_grace.count(), inv.stop_signal);
+  stop_now(inv);
 }
 
 void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,

@@ -1,5 +1,6 @@
-// The PayloadRun builder: what to run and how, checked before any process
-// exists; the spawn forms (throwing and not).
+// The PayloadRun builder: what to run and how (and how it is stopped),
+// checked before any process exists; the spawn forms (throwing and not).
+#include <csignal>
 #include <new>
 
 #include <fmt/format.h>
@@ -86,6 +87,36 @@ PayloadRun& PayloadRun::timeout(std::chrono::milliseconds d) {
   return *this;
 }
 
+PayloadRun& PayloadRun::stop_signal(int signal) {
+  if (signal <= 0 || signal > SIGRTMAX || signal == SIGSTOP) {
+    throw Error(Errc::invalid_argument,
+                fmt::format("payload '{}': stop signal {} is not a signal to stop with (1 to {}, "
+                            "not SIGSTOP)",
+                            payload_->name, signal, SIGRTMAX));
+  }
+  stop_signal_ = signal;
+  return *this;
+}
+
+PayloadRun& PayloadRun::stop_grace(std::chrono::milliseconds grace) {
+  if (grace.count() < 0) {
+    throw Error(Errc::invalid_argument, fmt::format("payload '{}': stop grace of {} ms is negative",
+                                                    payload_->name, grace.count()));
+  }
+  stop_grace_ = grace;
+  return *this;
+}
+
+int PayloadRun::effective_stop_signal() const noexcept {
+  if (stop_signal_) return *stop_signal_;
+  return stop_grace_ ? SIGTERM : SIGKILL;
+}
+
+std::chrono::milliseconds PayloadRun::effective_stop_grace() const noexcept {
+  if (effective_stop_signal() == SIGKILL) return std::chrono::milliseconds(0);
+  return stop_grace_.value_or(default_stop_grace);
+}
+
 PayloadRun& PayloadRun::env(std::string key, std::string value) {
   env_.emplace_back(std::move(key), std::move(value));
   return *this;
@@ -142,16 +173,25 @@ void check_runnable(const PayloadRun& run) {
   }
 }
 
+// Spawn, then set how it stops: read only when it is stopped, which cannot
+// happen before the loop (or another spawn) runs again.
+std::shared_ptr<detail::Invocation> start(detail::SupervisorImpl& impl, const PayloadRun& run) {
+  auto inv = detail::spawn_invocation(impl, run);
+  inv->stop_signal = run.effective_stop_signal();
+  inv->stop_grace = run.effective_stop_grace();
+  return inv;
+}
+
 }  // namespace
 
 PayloadHandle PayloadRun::spawn() {
   check_runnable(*this);
-  return PayloadHandle(detail::spawn_invocation(*supervisor_->impl_, *this));
+  return PayloadHandle(start(*supervisor_->impl_, *this));
 }
 
 void PayloadRun::spawn(CompletionCallback on_done) {
   check_runnable(*this);
-  auto inv = detail::spawn_invocation(*supervisor_->impl_, *this);
+  auto inv = start(*supervisor_->impl_, *this);
   inv->callback = std::move(on_done);
   inv->delivery = detail::Delivery::callback;
 }

@@ -42,6 +42,24 @@ void write_all(int fd, const char* p, std::size_t n) {
 
 void write_str(int fd, const std::string& s) { write_all(fd, s.data(), s.size()); }
 
+volatile sig_atomic_t stop_requested = 0;
+void on_stop_signal(int) { stop_requested = 1; }
+
+// Catch `sig` (setting stop_requested), then create `ready` ("-": none).
+void catch_stop_signal(int sig, const std::string& ready) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(sig, &sa, nullptr);
+  if (ready != "-") ::close(::open(ready.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+}
+
+// Wait (at most 60 s) for the stop signal.
+bool wait_for_stop() {
+  for (int i = 0; i < 12000 && stop_requested == 0; ++i) sleep_ms(5);
+  return stop_requested != 0;
+}
+
 std::string read_file(const char* path) {
   std::ifstream f(path);
   std::stringstream ss;
@@ -109,6 +127,66 @@ int run_child_mode(int argc, char** argv) {
   if (mode == "ignore-term") {  // ignore SIGTERM, then sleep
     ::signal(SIGTERM, SIG_IGN);
     sleep_ms(std::atol(arg(1, "60000").c_str()));
+    return 0;
+  }
+  if (mode == "stop-json") {  // stop-json SIG DOC READY: on SIG print DOC and exit 0 (fio on SIGINT)
+    catch_stop_signal(std::atoi(arg(1, "2").c_str()), arg(3, "-"));
+    if (!wait_for_stop()) return 97;
+    write_str(1, arg(2));
+    return 0;
+  }
+  if (mode == "ignore-stop") {  // ignore-stop SIG READY [PIDFILE]: ignore SIG (and a child in our group)
+    ::signal(std::atoi(arg(1, "2").c_str()), SIG_IGN);
+    if (argc > 3) {
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        sleep_ms(60000);
+        ::_exit(0);
+      }
+      const std::string tmp = arg(3) + ".tmp";
+      { std::ofstream(tmp) << pid << "\n"; }
+      ::rename(tmp.c_str(), arg(3).c_str());
+    }
+    if (arg(2, "-") != "-") ::close(::open(arg(2).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    sleep_ms(60000);
+    return 0;
+  }
+  if (mode == "stop-group") {
+    // stop-group SIG READY: a child in our group exits 42 on SIG; on SIG we
+    // wait for it and print {"child_exit": its code}. Only if the whole
+    // group gets SIG does the document appear.
+    catch_stop_signal(std::atoi(arg(1, "2").c_str()), "-");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (!wait_for_stop()) ::_exit(97);
+      ::_exit(42);
+    }
+    if (arg(2, "-") != "-") ::close(::open(arg(2).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!wait_for_stop()) return 97;
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    write_str(1, "{\"child_exit\": " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "}");
+    return 0;
+  }
+  if (mode == "late-writer") {
+    // late-writer MS: the leader exits at once; a child in its group holds
+    // stdout and writes {"late": 1} after MS (a `tee` or a background job).
+    int ready[2];
+    if (::pipe(ready) != 0) return 98;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(ready[0]);
+      ::close(ready[1]);
+      sleep_ms(std::atol(arg(1, "2000").c_str()));
+      write_str(1, "{\"late\": 1}");
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    char b;
+    while (::read(ready[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    write_str(2, "leader done\n");
     return 0;
   }
   if (mode == "fork-hold" || mode == "setsid-hold") {

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,15 @@ inline int count_fds() {
   while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
   ::closedir(d);
   return n - 1;
+}
+
+/// The state letter of /proc/PID/stat ('Z' zombie, ...); 'X' when gone.
+inline char process_state(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(f, stat);
+  const auto paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? 'X' : stat[paren + 2];
 }
 
 /// A payload that runs this test binary in a child mode.
@@ -75,6 +85,15 @@ class LogCapture {
  private:
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
 };
+
+/// Suites run on both spawn backends: INSTANTIATE_TEST_SUITE_P(Backends,
+/// Suite, both_backends(), backend_name).
+inline auto both_backends() {
+  return ::testing::Values(payloadrun::SpawnBackend::clone_vfork, payloadrun::SpawnBackend::uv_spawn);
+}
+inline std::string backend_name(const ::testing::TestParamInfo<payloadrun::SpawnBackend>& info) {
+  return info.param == payloadrun::SpawnBackend::clone_vfork ? "clone" : "uv_spawn";
+}
 
 class ProcessTest : public ::testing::Test {
  protected:

@@ -295,15 +295,6 @@ TEST_P(ProcessMechanics, PayloadIgnoringSigtermIsStillKilled) {
   EXPECT_EQ(c.metrics.killed_by_signal, SIGKILL);
 }
 
-// The state letter of /proc/PID/stat ('Z' zombie, ...); 'X' when gone.
-char process_state(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(f, stat);
-  const auto paren = stat.rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat.size() ? 'X' : stat[paren + 2];
-}
-
 TEST_P(ProcessMechanics, ASpawnActsOnDeadlinesThatPassedWhileTheLoopWasBusy) {
   // spawn() is synchronous, so while a caller keeps spawning (or is busy
   // otherwise) the loop runs no timer. The next spawn kills every payload
@@ -406,12 +397,7 @@ TEST_P(ProcessMechanics, SupervisorDestroyedWithLivePayloads) {
   // TearDown checks: no child left, loop closes with 0, no fd leaked.
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ProcessMechanics,
-                         ::testing::Values(SpawnBackend::clone_vfork, SpawnBackend::uv_spawn),
-                         [](const auto& info) {
-                           return info.param == SpawnBackend::clone_vfork ? std::string("clone")
-                                                                          : std::string("uv_spawn");
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, ProcessMechanics, both_backends(), backend_name);
 
 class HostIntegration : public ProcessTest {};
 

@@ -104,6 +104,8 @@ class ScenarioRun {
     try {
       payloadrun::PayloadRun run = supervisor_.payload(sp.payload);
       if (sp.timeout) run.timeout(*sp.timeout);
+      if (sp.stop_signal) run.stop_signal(*sp.stop_signal);
+      if (sp.stop_grace) run.stop_grace(*sp.stop_grace);
       if (sp.cgroup) run.in_cgroup(*sp.cgroup);
       if (sp.own_cgroup) run.own_cgroup();
       for (const auto& [k, v] : sp.env) run.env(k, v);

@@ -2,6 +2,7 @@
 // JSON path of the offending value and what was expected there.
 #include "scenario.hpp"
 
+#include <signal.h>
 #include <simdjson.h>
 #include <sys/stat.h>
 
@@ -125,6 +126,33 @@ payloadrun::MetricCheck parse_check(const Reader& r, element e, const std::strin
   r.fail(kpath, fmt::format("unknown check; expected {}", what));
 }
 
+// "stop_signal": a name or a number (PayloadRun::stop_signal). Errors name
+// the payload as well as the path.
+int parse_stop_signal(const Reader& r, element e, const std::string& path, const std::string& payload) {
+  static constexpr std::pair<std::string_view, int> names[] = {
+      {"SIGINT", SIGINT},   {"SIGTERM", SIGTERM}, {"SIGHUP", SIGHUP},
+      {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGQUIT", SIGQUIT}};
+  constexpr const char* what =
+      R"("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT" or a signal number)";
+  std::string_view s;
+  if (e.get(s) == simdjson::SUCCESS) {
+    for (const auto& [name, number] : names) {
+      if (s == name) return number;
+    }
+    r.fail(path, fmt::format("payload \"{}\": unknown stop signal \"{}\"; expected {}", payload, s, what));
+  }
+  std::int64_t n = 0;
+  if (e.type() == simdjson::dom::element_type::DOUBLE || e.get(n) != simdjson::SUCCESS) {
+    r.fail(path, fmt::format("payload \"{}\": {}", payload, payloadrun::detail::json_expected(what, e)));
+  }
+  if (n < 1 || n > SIGRTMAX || n == SIGSTOP) {
+    r.fail(path, fmt::format("payload \"{}\": stop signal {} is not a signal to stop with; expected 1 to {}, "
+                             "not SIGSTOP ({})",
+                             payload, n, SIGRTMAX, SIGSTOP));
+  }
+  return static_cast<int>(n);
+}
+
 constexpr const char* limit_text = "an invocation count of at most 10000000 (the limit per scenario)";
 static_assert(max_total_invocations == 10'000'000, "limit_text names the limit");
 
@@ -132,8 +160,8 @@ ScenarioPayload parse_payload(const Reader& r, element e, const std::string& pat
                               const std::string& base_dir) {
   object o = r.as_object(e, path, "a payload object");
   r.only_keys(o, path,
-              {"name", "binary", "args", "output", "metrics", "checks", "timeout_ms", "cgroup",
-               "own_cgroup", "uses_parent_pgrp", "env", "count"});
+              {"name", "binary", "args", "output", "metrics", "checks", "timeout_ms", "stop_signal",
+               "stop_grace_ms", "cgroup", "own_cgroup", "uses_parent_pgrp", "env", "count"});
   auto p = std::make_shared<payloadrun::Payload>();
   p->name = r.as_nonempty_string(r.required(o, path, "name", "a payload name"), Reader::join(path, "name"));
   p->binary = r.as_nonempty_string(r.required(o, path, "binary", "a binary path or name"),
@@ -174,6 +202,14 @@ ScenarioPayload parse_payload(const Reader& r, element e, const std::string& pat
   if (o["timeout_ms"].get(v) == simdjson::SUCCESS) {
     sp.timeout = std::chrono::milliseconds(r.as_integer(
         v, Reader::join(path, "timeout_ms"), 1, 365LL * 24 * 3600 * 1000, "a positive integer (milliseconds)"));
+  }
+  if (o["stop_signal"].get(v) == simdjson::SUCCESS) {
+    sp.stop_signal = parse_stop_signal(r, v, Reader::join(path, "stop_signal"), p->name);
+  }
+  if (o["stop_grace_ms"].get(v) == simdjson::SUCCESS) {
+    sp.stop_grace = std::chrono::milliseconds(r.as_integer(v, Reader::join(path, "stop_grace_ms"), 0,
+                                                           24LL * 3600 * 1000,
+                                                           "a non-negative integer (milliseconds, at most a day)"));
   }
   if (o["cgroup"].get(v) == simdjson::SUCCESS) {
     sp.cgroup = r.as_nonempty_string(v, Reader::join(path, "cgroup"));

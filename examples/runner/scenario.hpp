@@ -19,6 +19,10 @@ namespace runner {
 struct ScenarioPayload {
   std::shared_ptr<const payloadrun::Payload> payload;
   std::optional<std::chrono::milliseconds> timeout;
+  /// How a deadline (or an interrupt) stops it: PayloadRun::stop_signal and
+  /// stop_grace ("stop_signal", "stop_grace_ms").
+  std::optional<int> stop_signal;
+  std::optional<std::chrono::milliseconds> stop_grace;
   std::optional<std::string> cgroup;
   bool own_cgroup = false;
   std::vector<std::pair<std::string, std::string>> env;

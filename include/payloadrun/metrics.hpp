@@ -57,6 +57,10 @@ class PAYLOADRUN_API PayloadMetrics {
   int exit_code = 0;
   /// The deadline expired and payloadrun killed the payload.
   bool timed_out = false;
+  /// kill(), kill_async() or Supervisor::shutdown() stopped the payload
+  /// while its leader lived (whatever the exit code: after a graceful stop,
+  /// PayloadRun::stop_signal(), it may have exited by itself).
+  bool killed = false;
   /// Signal that ended the payload, if a signal did.
   std::optional<int> killed_by_signal;
   /// A stream exceeded the capture cap; the rest of it was discarded.

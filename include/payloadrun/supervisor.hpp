@@ -167,11 +167,34 @@ class PAYLOADRUN_API PayloadRun {
   /// removes it (SupervisorOptions::cgroup_parent).
   PayloadRun& own_cgroup(bool on = true);
   /// Deadline for the whole invocation, pipe EOF included. At expiry the
-  /// process group (and own cgroup) is killed, partial output kept,
-  /// exit_code = -1 and timed_out = true. Not an error. The killed processes
-  /// then get SupervisorOptions::drain_grace to close the pipes; an escaped
+  /// payload is stopped (by default: its process group and own cgroup are
+  /// SIGKILLed at once, see stop_signal()), partial output kept, exit_code
+  /// = -1 and timed_out = true. Not an error. The killed processes then get
+  /// SupervisorOptions::drain_grace to close the pipes; an escaped
   /// descendant holding them longer is cut off (drain_cut_short).
   PayloadRun& timeout(std::chrono::milliseconds d);
+  /// A graceful stop, for payloads that print their results when told to
+  /// stop (fio, schbench, stress-ng on SIGINT or SIGTERM). At the deadline,
+  /// on kill()/kill_async() and on Supervisor::shutdown() the process group
+  /// (the leader alone with Payload::uses_parent_pgrp) gets `signal`, then
+  /// SIGKILL (group and own cgroup) once stop_grace() has passed with the
+  /// leader still alive. Output written meanwhile is captured, extracted
+  /// and checked as usual; the result still says timed_out (deadline) or
+  /// killed (kill, shutdown), whatever the exit code. When the leader exits
+  /// during the grace, the rest of its group is SIGKILLed at once, as after
+  /// any leader's exit. The deadline bounds a kill()'s grace too: when it
+  /// passes during one, SIGKILL follows at once. Destroying the Supervisor
+  /// or a live handle during the grace kills at once. Descendants that left
+  /// the group do not get `signal` (an own cgroup still kills them at the
+  /// end). Default: no stop signal, SIGKILL at once (ktstr's rule); SIGKILL
+  /// here means the same. Error(invalid_argument), naming the payload, for
+  /// a number that is not a signal (1 to SIGRTMAX) or is SIGSTOP.
+  PayloadRun& stop_signal(int signal);
+  /// How long the stop signal has before SIGKILL follows (default 1 s once
+  /// a stop signal is set; 0: SIGKILL follows on the next loop turn). Set
+  /// alone, the stop signal is SIGTERM. Error(invalid_argument), naming the
+  /// payload, for a negative duration.
+  PayloadRun& stop_grace(std::chrono::milliseconds grace);
   /// Set an environment variable for the child (the child inherits the
   /// supervisor's environment by default).
   PayloadRun& env(std::string key, std::string value);
@@ -189,6 +212,13 @@ class PAYLOADRUN_API PayloadRun {
   const std::vector<MetricCheck>& effective_checks() const noexcept { return checks_; }
   const std::optional<std::string>& cgroup() const noexcept { return cgroup_; }
   std::optional<std::chrono::milliseconds> deadline() const noexcept { return timeout_; }
+  /// The signal a stop sends first: SIGKILL unless stop_signal() or
+  /// stop_grace() was called.
+  int effective_stop_signal() const noexcept;
+  /// The grace before SIGKILL: 0 when the stop signal is SIGKILL.
+  std::chrono::milliseconds effective_stop_grace() const noexcept;
+  /// The grace when a stop signal is set without stop_grace().
+  static constexpr std::chrono::milliseconds default_stop_grace{1000};
   const Payload& payload() const noexcept { return *payload_; }
   const std::shared_ptr<const Payload>& payload_ptr() const noexcept { return payload_; }
   bool wants_own_cgroup() const noexcept { return own_cgroup_; }
@@ -234,6 +264,8 @@ class PAYLOADRUN_API PayloadRun {
   std::optional<std::string> cgroup_;
   bool own_cgroup_ = false;
   std::optional<std::chrono::milliseconds> timeout_;
+  std::optional<int> stop_signal_;
+  std::optional<std::chrono::milliseconds> stop_grace_;
   std::vector<std::pair<std::string, std::optional<std::string>>> env_;
   bool clear_env_ = false;
   std::optional<std::string> working_dir_;
@@ -273,7 +305,8 @@ class PAYLOADRUN_API PayloadHandle {
   /// Drive the loop until the invocation completes; return its result.
   /// Throws Error(in_callback) from inside a loop callback.
   Completion wait();
-  /// Kill the process group, then as wait().
+  /// Stop the payload (SIGKILL to its process group, or the graceful stop
+  /// of PayloadRun::stop_signal()), then as wait().
   Completion kill();
   /// Run the loop once without blocking (not inside a loop callback: there
   /// it only looks); the result if complete.
@@ -281,7 +314,7 @@ class PAYLOADRUN_API PayloadHandle {
   /// Deliver the result to `cb` on the loop thread when complete (at once,
   /// if already complete). Consumes the handle.
   void on_exit(CompletionCallback cb);
-  /// Kill without waiting (the result arrives through wait/on_exit).
+  /// kill() without waiting (the result arrives through wait/on_exit).
   void kill_async();
 
  private:
@@ -309,11 +342,12 @@ struct SupervisorImpl;
 /// loop that the host runs itself (libuv does not say whether a loop is
 /// running); there, use spawn(cb) or on_exit() instead.
 ///
-/// Teardown. shutdown() refuses further spawns (Error(shut_down)), sends
-/// SIGKILL to every live payload's group and returns at once; their
-/// completions still arrive as the loop runs (exit_code -1, killed by
-/// signal 9); once none is live the Supervisor closes its own handles, so
-/// the loop can end. The destructor refuses further spawns too, kills and
+/// Teardown. shutdown() refuses further spawns (Error(shut_down)), stops
+/// every live payload as kill() does (SIGKILL to its group, or its
+/// PayloadRun::stop_signal() and grace) and returns at once; their
+/// completions still arrive as the loop runs (killed; after a SIGKILL
+/// exit_code -1, killed by signal 9); once none is live the Supervisor
+/// closes its own handles, so the loop can end. The destructor refuses further spawns too, kills and
 /// reaps every live payload synchronously without delivering its
 /// completion (its callback is destroyed uncalled; a handle's wait()
 /// throws Error(shut_down)), logs one warning each, records results still

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -24,16 +26,18 @@ namespace payloadrun::detail {
 ///
 ///   queued ──started (spawn queue)──> running
 ///      └──start failed / killed before it started──> draining (no process)
-///   running ──kill()/deadline──> stopping
-///      │                            │
-///      └──────leader exited─────────┴──> draining ──pipes at EOF, own cgroup
-///                                                    empty (or grace over)──> completed
+///   running ──kill()/deadline, with a stop signal──> stop_grace ──grace over──┐
+///      │ └────kill()/deadline────────────────────────────────────> stopping <┘
+///      │                                   │                          │
+///      └──────leader exited────────────────┴──────────────────────────┴──> draining
+///   draining ──pipes at EOF, own cgroup empty (or grace over)──> completed
 ///   completed ──terminal call / callback──> finished
-///   queued, running, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
+///   queued, running, stop_grace, stopping, draining ──handle dropped / supervisor destroyed──> abandoned
 enum class Phase : std::uint8_t {
-  queued,     ///< spawn() returned; the process is not started yet (spawn_slice)
-  running,    ///< the leader lives
-  stopping,   ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
+  queued,      ///< spawn() returned; the process is not started yet (spawn_slice)
+  running,     ///< the leader lives
+  stop_grace,  ///< the leader lives; its group got the stop signal, SIGKILL at stop_until
+  stopping,    ///< the leader lives; its group was sent SIGKILL (kill() or the deadline)
   draining,   ///< the leader's status is collected; pipes or the own cgroup still open
   completed,  ///< the result is ready and waits for the handle's terminal call
   finished,   ///< the result was taken (terminal call) or delivered (callback)
@@ -62,6 +66,9 @@ struct StreamCapture {
   std::string data;
   std::size_t discarded = 0;
   bool at_eof = false;  // EOF, error, or cut off by us; fd closed
+  // Still held open by another process when the group was killed after
+  // the leader exited (what that process had not written is lost).
+  bool open_at_group_kill = false;
 };
 
 /// How the leader ended, as far as the supervisor knows.
@@ -70,6 +77,7 @@ struct ExitOutcome {
   std::optional<int> term_signal;
   std::optional<std::string> status_error;  // the status could not be collected
   bool timed_out = false;                   // the deadline killed it
+  bool killed = false;                      // kill()/shutdown() stopped it, the leader alive
   bool drain_cut_short = false;             // pipes cut off after the drain grace
 };
 
@@ -115,6 +123,11 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
   std::optional<Clock::time_point> deadline;
   std::optional<DeadlineQueue::iterator> deadline_entry;  // in impl->deadlines until acted on
   std::optional<Clock::time_point> drain_until;           // end of the drain grace
+  // How it is stopped (kill(), the deadline): SIGKILL at once, or this
+  // signal and SIGKILL at stop_until (PayloadRun::stop_signal).
+  int stop_signal = SIGKILL;
+  std::chrono::milliseconds stop_grace{0};
+  std::optional<Clock::time_point> stop_until;
   ExitOutcome outcome;
   CompletionCallback callback;
   std::optional<Completion> result;
@@ -134,10 +147,14 @@ void unstarted_ended(Invocation& inv, std::string why);
 /// The leader's status is known (from the pidfd or libuv): draining.
 void leader_exited(Invocation& inv, int exit_code, std::optional<int> signal,
                    std::optional<std::string> status_error = std::nullopt);
-/// kill() / kill_async(): SIGKILL the group unless the leader is gone.
+/// kill() / kill_async() / shutdown(): stop the group (SIGKILL, or the
+/// stop signal and its grace) unless the leader is gone; mark killed.
 void request_kill(Invocation& inv) noexcept;
-/// The deadline passed with the leader alive: kill, mark timed out.
+/// The deadline passed with the leader alive: stop it (cutting a kill()'s
+/// grace short), mark timed out.
 void deadline_passed(Invocation& inv) noexcept;
+/// The stop grace is over with the leader alive: SIGKILL the group.
+void stop_grace_over(Invocation& inv) noexcept;
 /// The drain grace (or the deadline during the drain) is over: cut the
 /// pipes and stop waiting for the own cgroup.
 void drain_expired(Invocation& inv, bool deadline_too);
@@ -206,6 +223,12 @@ void ensure_exit_status_kept(SupervisorImpl& impl);
 void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_write);
 /// Stop reading `s` (EOF, error, cut off): its fd leaves the watch set.
 void close_stream(Invocation& inv, StreamCapture& s) noexcept;
+/// The leader has exited and its group is about to be killed: read what
+/// the pipes hold and flag a stream another process still holds open.
+void note_open_streams(Invocation& inv) noexcept;
+/// A failed result gets one detail per stream flagged above (why output
+/// may be missing).
+void explain_lost_output(const Invocation& inv, Completion& c);
 bool streams_done(const Invocation& inv) noexcept;
 /// A watched output pipe is readable (called from the watch set).
 void on_stream_ready(Invocation& inv, StreamCapture& s);
@@ -217,11 +240,16 @@ void on_pidfd_ready(Invocation& inv);
 /// Stop watching the leader (its status is collected, or it is abandoned).
 void stop_exit_watch(Invocation& inv) noexcept;
 /// SIGKILL the group (and own cgroup) and, if `leader_too`, the leader
-/// through its pidfd (never a recycled pid), while unreaped.
+/// through its pidfd (never a recycled pid), while unreaped. `leader_too`
+/// false: the leader has exited (ktstr's rule: what outlived it goes now);
+/// streams another process still holds are noted first.
 void kill_group(Invocation& inv, bool leader_too = true) noexcept;
+/// Send `sig` to the group (the leader alone without a group of its own).
+void signal_group(Invocation& inv, int sig) noexcept;
 /// Block until the leader is gone and reap it (abandonment).
 void reap_leader_blocking(Invocation& inv) noexcept;
-/// (Re)arm the invocation's one timer for its deadline or drain grace.
+/// (Re)arm the invocation's one timer for its deadline, stop grace or
+/// drain grace.
 void arm_timer(Invocation& inv);
 void stop_timer(Invocation& inv) noexcept;
 void forget_deadline(Invocation& inv) noexcept;
