@@ -3,20 +3,26 @@
 // through the payloadrun ring (RingProducer / RingConsumer, 1 MiB) and
 // through a pipe and a unix socketpair (SOCK_STREAM) carrying the same
 // bytes as length-prefixed frames (u32 length + record). Transports are
-// interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians.
+// interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians,
+// with the slowest and fastest rounds (--impls ring,pipe runs a subset).
 // Every record holds its sequence number, a check word and bytes derived
 // from the sequence number; the consumer checks each record arrives exactly
 // once with the right bytes (and that the producer exited 0), else exit 1.
 // Prints one JSON object per (size, impl):
-// {"size","impl","records","rounds","records_per_s","mb_per_s"}.
+// {"size","impl","records","rounds","records_per_s","mb_per_s",
+//  "records_per_s_min","records_per_s_max"}.
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <new>
 #include <cstdint>
 #include <optional>
 
@@ -172,6 +178,66 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   return secs;
 }
 
+// --- bare: the ceiling --------------------------------------------------------------
+// What two processes reach through shared memory with nothing but a memcpy
+// into the slot and a release store of the head (single producer, no
+// header, no checksum, no allocation; the consumer checks in place and
+// publishes its tail every 1/8 ring). Not a transport: the yardstick for
+// the ring's per-record overhead (--impls bare).
+
+double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity) {
+  const std::string what = "bare " + std::to_string(size) + " B";
+  struct Shared {
+    alignas(64) std::atomic<std::uint64_t> head{0};
+    alignas(64) std::atomic<std::uint64_t> tail{0};
+  };
+  const std::size_t slot = (size + 63) / 64 * 64;
+  if (capacity % slot != 0) capacity = capacity / slot * slot;  // slots never wrap
+  void* mem = ::mmap(nullptr, sizeof(Shared) + capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) bench::fail("mmap failed");
+  auto* sh = new (mem) Shared;
+  char* data = static_cast<char*>(mem) + sizeof(Shared);
+  std::memset(data, 0, capacity);
+  Verifier v(n, size, pattern, what);
+  const auto t0 = bench::clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) bench::fail("fork failed");
+  if (pid == 0) {
+    std::uint64_t head = 0, tail = 0;
+    for (std::uint64_t seq = 0; seq < n; ++seq) {
+      while (head + slot - tail > capacity) {
+        tail = sh->tail.load(std::memory_order_acquire);
+        if (head + slot - tail > capacity) ::sched_yield();
+      }
+      fill_record(data + head % capacity, size, seq, pattern);
+      head += slot;
+      sh->head.store(head, std::memory_order_release);
+    }
+    ::_exit(0);
+  }
+  std::uint64_t tail = 0, head = 0, published = 0;
+  const auto deadline = bench::clock::now() + std::chrono::seconds(30);
+  while (v.count() < n) {
+    if (tail == head) {
+      head = sh->head.load(std::memory_order_acquire);
+      if (tail == head) {
+        if (published != tail) sh->tail.store(published = tail, std::memory_order_release);
+        if (bench::clock::now() > deadline) bench::fail(what + ": timed out");
+        ::sched_yield();
+        continue;
+      }
+    }
+    v.check(data + tail % capacity, size);
+    tail += slot;
+    if (tail - published >= capacity / 8) sh->tail.store(published = tail, std::memory_order_release);
+  }
+  const double secs = bench::seconds_since(t0);
+  reap_ok(pid, what);
+  v.require_all();
+  ::munmap(mem, sizeof(Shared) + capacity);
+  return secs;
+}
+
 // --- pipe / socketpair ----------------------------------------------------------
 
 double run_stream(bool socket, std::size_t n, std::size_t size, const std::string& pattern, std::size_t buf_bytes) {
@@ -246,22 +312,39 @@ int main(int argc, char** argv) {
     const auto capacity = static_cast<std::size_t>(args.integer("capacity-kib", 1024)) * 1024u;
     const auto n_small = static_cast<std::size_t>(args.integer("n-small", smoke ? 2000 : 200000));
     const auto n_large = static_cast<std::size_t>(args.integer("n-large", smoke ? 50 : 5000));
-    const std::vector<std::string> impls = {"ring", "pipe", "socket"};
+    // --impls ring,pipe: run only those (all three by default).
+    const std::string only = args.str("impls", "ring,pipe,socket");
+    const std::vector<std::string> all = {"ring", "pipe", "socket", "bare"};
+    std::vector<std::string> impls;
+    for (const auto& i : all) {
+      if (("," + only + ",").find("," + i + ",") != std::string::npos) impls.push_back(i);
+    }
+    if (impls.empty()) bench::fail("--impls names none of ring, pipe, socket, bare");
     int run_id = 0;
     for (const auto& [size, n] : {std::pair<std::size_t, std::size_t>{256, n_small}, {65536, n_large}}) {
+      if (n == 0) continue;
       const std::string pattern = make_pattern(size);
       std::vector<std::vector<double>> secs(impls.size());
       for (long r = 0; r < rounds; ++r) {
-        secs[0].push_back(run_ring(n, size, pattern, capacity, run_id++));
-        secs[1].push_back(run_stream(false, n, size, pattern, capacity));
-        secs[2].push_back(run_stream(true, n, size, pattern, capacity));
+        for (std::size_t k = 0; k < impls.size(); ++k) {
+          secs[k].push_back(impls[k] == "ring"     ? run_ring(n, size, pattern, capacity, run_id++)
+                            : impls[k] == "pipe"   ? run_stream(false, n, size, pattern, capacity)
+                            : impls[k] == "socket" ? run_stream(true, n, size, pattern, capacity)
+                                                   : run_bare(n, size, pattern, capacity));
+        }
       }
       for (std::size_t k = 0; k < impls.size(); ++k) {
+        // records_per_s / mb_per_s: the median round; _min/_max: the slowest
+        // and fastest rounds.
         const double s = bench::median(secs[k]);
+        const double slowest = *std::max_element(secs[k].begin(), secs[k].end());
+        const double fastest = *std::min_element(secs[k].begin(), secs[k].end());
         std::printf("{\"size\":%zu,\"impl\":\"%s\",\"records\":%zu,\"rounds\":%ld,"
-                    "\"records_per_s\":%.1f,\"mb_per_s\":%.2f}\n",
+                    "\"records_per_s\":%.1f,\"mb_per_s\":%.2f,\"records_per_s_min\":%.1f,"
+                    "\"records_per_s_max\":%.1f}\n",
                     size, impls[k].c_str(), n, rounds, static_cast<double>(n) / s,
-                    static_cast<double>(n * size) / s / 1e6);
+                    static_cast<double>(n * size) / s / 1e6, static_cast<double>(n) / slowest,
+                    static_cast<double>(n) / fastest);
       }
       std::fflush(stdout);
     }
