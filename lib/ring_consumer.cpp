@@ -1,9 +1,11 @@
 // Ring consumer side: RingConsumer (reads records in reservation order,
 // verifies checksums, skips abandoned reservations, reassembles fragments,
 // waits on the shared futex) and Drain (messages -> sidecar lines).
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -46,9 +48,31 @@ struct SpillFile {
   bool keep = false;        // damaged: not removed after import
 };
 
+// "K:ID:POS": ID in 16 hex digits, POS in decimal (written by hand: this
+// runs once per message).
 std::string origin_of(char kind, std::uint64_t id, std::uint64_t pos) {
-  return fmt::format("{}:{:016x}:{}", kind, id, pos);
+  char buf[2 + 16 + 1 + 20];
+  buf[0] = kind;
+  buf[1] = ':';
+  for (int i = 0; i < 16; ++i) buf[2 + i] = "0123456789abcdef"[(id >> (60 - 4 * i)) & 0xfu];
+  buf[18] = ':';
+  const auto r = std::to_chars(buf + 19, buf + sizeof buf, pos);
+  return std::string(buf, static_cast<std::size_t>(r.ptr - buf));
 }
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// How long next() polls an empty ring (or a reservation being written)
+// before it sleeps on the futex: a producer that writes again within this
+// time costs the consumer no system call and itself no FUTEX_WAKE.
+constexpr std::uint64_t spin_ns = 50'000;
+constexpr std::uint64_t relax_ns = 5'000;  // of which busy-polling (then sched_yield)
 }  // namespace
 
 void RingHold::add(const RingHold& other) {
@@ -68,6 +92,8 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
   // come: those are skipped without counting the message again.
   std::set<std::pair<std::uint32_t, std::uint64_t>> counted;
   std::uint64_t read_pos = 0;  // next record to read; the shared tail is what was committed
+  std::uint64_t committed = 0;  // the shared tail as this (only) consumer last stored it
+  std::uint64_t seen_head = 0;  // head as last read: records before it are reserved (re-read when reached)
   std::uint64_t ring_id = 0;
   std::vector<SpillFile> spills;              // imported, not yet removed
   std::set<std::string> imported;             // their paths
@@ -90,6 +116,8 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
       if (owner.compare_exchange_strong(cur, me)) break;
     }
     read_pos = map.header().tail.load(std::memory_order_acquire);
+    committed = read_pos;
+    seen_head = read_pos;
     ring_id = map.header().ring_id;
     import_spill();
   }
@@ -106,9 +134,14 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     reports.push_back(std::move(s));
   }
 
+  void store_tail(std::uint64_t to) {
+    committed = to;
+    map.header().tail.store(to, std::memory_order_release);
+  }
+
   void advance(std::uint64_t to) {
     read_pos = to;
-    if (options.auto_commit) map.header().tail.store(to, std::memory_order_release);
+    if (options.auto_commit) store_tail(to);
   }
 
   // ------------------------------------------------------------- spills
@@ -189,8 +222,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
   void commit(const RingHold& keep) {
     std::uint64_t to = std::min(read_pos, keep.ring_position);
     for (const auto& [key, p] : partials) to = std::min(to, p.hold.ring_position);
-    RingHeader& h = map.header();
-    if (to > h.tail.load(std::memory_order_relaxed) && to <= read_pos) h.tail.store(to, std::memory_order_release);
+    if (to > committed && to <= read_pos) store_tail(to);
     remove_spills(keep);
   }
 
@@ -222,7 +254,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
           detail::slot_size(r.length) <= head - p) {
         break;
       }
-      if (st == detail::slot_reserved && r.version == detail::ring_version &&
+      if (st == detail::slot_reserved && r.version == detail::record_version &&
           detail::slot_size(r.length) <= head - p) {
         break;
       }
@@ -239,12 +271,16 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
 
   // Process the record at the read position. `out` is filled when a whole
   // message is ready.
-  Step step(std::optional<RingMessage>& out) {
+  // `patient`: a reservation at the read position is being written (its
+  // producer is checked for death and timeout only when false).
+  Step step(std::optional<RingMessage>& out, bool patient = false) {
     RingHeader& h = map.header();
     const std::uint64_t tail = read_pos;
-    const std::uint64_t head = h.head.load(std::memory_order_acquire);
-    if (tail == head) return Step::empty;
-    const std::uint64_t committed = h.tail.load(std::memory_order_acquire);
+    if (tail == seen_head) {
+      seen_head = h.head.load(std::memory_order_acquire);
+      if (tail == seen_head) return Step::empty;
+    }
+    const std::uint64_t head = seen_head;
     if (head < tail || head - committed > map.capacity() || tail < committed ||
         (tail % detail::record_align) != 0 || head - tail < detail::record_header_size) {
       ++stats.corrupt;
@@ -265,7 +301,9 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         resync(tail, head, "reserved length out of bounds");
         return Step::progressed;
       }
-      const std::uint64_t age = detail::monotonic_ns() - r.reserve_ns;
+      if (patient) return Step::blocked;
+      // (A reservation time ahead of now, e.g. garbage, wraps to a huge age.)
+      const std::uint64_t age = detail::coarse_ns() - r.reserve_ns;
       const auto limit = static_cast<std::uint64_t>(options.abandon_timeout.count()) * 1'000'000u;
       const bool dead = !detail::pid_alive(r.pid);
       if (!dead && age < limit) return Step::blocked;
@@ -289,12 +327,14 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     std::memcpy(static_cast<void*>(&hdr), &r, sizeof hdr);
     const std::uint64_t slot = detail::slot_size(hdr.length);
     if (hdr.header_crc != detail::header_crc(hdr) || slot > head - tail ||
-        hdr.version != detail::ring_version) {
+        hdr.version != detail::record_version) {
       resync(tail, head, "header checksum mismatch");
       return Step::progressed;
     }
-    std::string body(hdr.length, '\0');
-    map.copy_out(tail + detail::record_header_size, body.data(), hdr.length);
+    // One copy out of the ring, one checksum pass over the copy (the bytes
+    // delivered are the bytes checked).
+    std::string body;
+    map.copy_out(tail + detail::record_header_size, body, hdr.length);
     const bool body_ok = detail::crc32c(body.data(), body.size()) == hdr.body_crc;
     const detail::RecordMeta m = detail::meta_of(hdr);
     advance(tail + slot);
@@ -434,11 +474,22 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     return std::move(m);
   }
 
+  // After raising waiters: whether step() could make progress now (then
+  // the consumer must not sleep). Pairs with the producer's fence between
+  // its COMT store and its waiters load.
+  bool can_step() const noexcept {
+    const RingHeader& h = map.header();
+    if (!spilled.empty()) return true;
+    if (h.head.load(std::memory_order_seq_cst) == read_pos) return false;
+    return map.record_at(read_pos).state.load(std::memory_order_seq_cst) != detail::slot_reserved;
+  }
+
   std::optional<RingMessage> next(std::chrono::milliseconds timeout) {
-    const std::uint64_t deadline =
-        detail::monotonic_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
+    const auto timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
     RingHeader& h = map.header();
-    if (options.auto_commit) remove_spills({});
+    if (options.auto_commit && !spills.empty()) remove_spills({});
+    std::uint64_t start = 0;  // when this call first found nothing to read (read lazily)
+    bool patient = false;     // polling: do not re-check a reservation's producer yet
     for (;;) {
       if (spilled.empty() && more_spills) import_spill();  // the next journal, before the ring
       if (auto m = take_spilled()) {
@@ -447,8 +498,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         return m;
       }
       std::optional<RingMessage> out;
-      const std::uint32_t seq = h.commit_seq.load(std::memory_order_seq_cst);
-      const Step s = step(out);
+      const Step s = step(out, patient);
       if (s == Step::message) {
         ++stats.messages;
         stats.bytes += out->body.size();
@@ -456,6 +506,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
       }
       if (s == Step::progressed) continue;
       const std::uint64_t now = detail::monotonic_ns();
+      if (start == 0) start = now;
       if (s == Step::empty) {
         drop_stuck_partials();
         // Read to the end: look for journals producers spilled meanwhile.
@@ -464,17 +515,33 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
           if (!spilled.empty()) continue;
         }
       }
-      if (now >= deadline) return std::nullopt;
+      const std::uint64_t waited = now - start;
+      if (waited >= timeout_ns) return std::nullopt;
+      if (waited < spin_ns) {
+        // Poll first: the next record usually comes within microseconds.
+        // Past the first few, yield between polls, so a producer sharing
+        // this CPU (a busy machine) runs instead of the poll.
+        if (waited < relax_ns) {
+          for (int i = 0; i < 32; ++i) cpu_relax();
+        } else {
+          ::sched_yield();
+        }
+        patient = true;
+        continue;
+      }
+      if (patient) {
+        patient = false;  // check the reservation's producer once before sleeping
+        continue;
+      }
       // Sleep until a commit (or, while a live producer holds the record at
-      // tail, at most 5 ms before re-checking it for abandonment; or, at
-      // most 200 ms, before looking for spill journals again).
-      std::uint64_t wait = std::min<std::uint64_t>(deadline - now, 200'000'000u);
+      // the read position, at most 5 ms before re-checking it for
+      // abandonment; or, at most 200 ms, before looking for spill journals
+      // again). Producers wake the futex only while waiters != 0.
+      std::uint64_t wait = std::min<std::uint64_t>(timeout_ns - waited, 200'000'000u);
       if (s == Step::blocked) wait = std::min<std::uint64_t>(wait, 5'000'000u);
       h.waiters.fetch_add(1, std::memory_order_seq_cst);
-      if (h.commit_seq.load(std::memory_order_seq_cst) == seq) {
-        // A commit after our step() changed seq: then we do not sleep.
-        detail::futex_wait(h.commit_seq, seq, wait);
-      }
+      const std::uint32_t seq = h.commit_seq.load(std::memory_order_seq_cst);
+      if (!can_step()) detail::futex_wait(h.commit_seq, seq, wait);
       h.waiters.fetch_sub(1, std::memory_order_seq_cst);
     }
   }

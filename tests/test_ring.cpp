@@ -77,6 +77,21 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
     EXPECT_EQ(payloadrun::detail::crc32c(p + n / 3, n - n / 3, payloadrun::detail::crc32c(p, n / 3)),
               bitwise(p, n));
   }
+  // Longer buffers take three interleaved chains (3 KiB and 192-byte
+  // steps): every length
+  // around the step boundaries, and a 64 KiB one, match the bitwise value.
+  std::string big;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 70000; ++i) {
+    x = x * 1103515245u + 12345u;
+    big.push_back(static_cast<char>(x >> 24));
+  }
+  const auto* b = reinterpret_cast<const unsigned char*>(big.data());
+  for (std::size_t n : {191u, 192u, 193u, 256u, 383u, 384u, 391u, 1000u, 3071u, 3072u, 3073u, 3080u, 3264u,
+                        6143u, 6144u, 6151u, 9300u, 65536u, 70000u}) {
+    EXPECT_EQ(payloadrun::detail::crc32c(b, n), bitwise(b, n)) << n;
+    EXPECT_EQ(payloadrun::detail::crc32c(b + 5, n - 5, payloadrun::detail::crc32c(b, 5)), bitwise(b, n)) << n;
+  }
 }
 
 TEST(RingCodec, MetricsRoundTripIsExact) {
