@@ -1,6 +1,7 @@
 // Result-ring throughput across processes: a forked producer process writes
 // N records of a fixed size (256 B and 64 KiB), the parent consumes them,
-// through the payloadrun ring (RingProducer / RingConsumer, 1 MiB) and
+// through the payloadrun ring (RingProducer / RingConsumer::read, in place,
+// 1 MiB; "ring_copy": RingConsumer::next, a copy per message) and
 // through a pipe and a unix socketpair (SOCK_STREAM) carrying the same
 // bytes as length-prefixed frames (u32 length + record). Transports are
 // interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians,
@@ -10,11 +11,14 @@
 // once with the right bytes (and that the producer exited 0), else exit 1.
 // Prints one JSON object per (size, impl):
 // {"size","impl","records","rounds","records_per_s","mb_per_s",
-//  "records_per_s_min","records_per_s_max"}.
+//  "records_per_s_min","records_per_s_max","cpu_ns_per_record"} (the median
+// round's CPU time of both processes, user + system, per record: what the
+// transport costs whatever else the machine runs).
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,11 +97,25 @@ class Verifier {
   std::size_t count_ = 0;
 };
 
+double seconds_of(const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
+
+/// This process's CPU time (user + system), seconds.
+double self_cpu() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return seconds_of(u.ru_utime) + seconds_of(u.ru_stime);
+}
+
+double child_cpu_s = 0;  // CPU time of the producer process reaped last
+double last_cpu_s = 0;   // CPU time of both processes in the last run
+
 void reap_ok(pid_t pid, const std::string& what) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  rusage u{};
+  while (::wait4(pid, &status, 0, &u) < 0) {
     if (errno != EINTR) bench::fail(what + ": waitpid failed");
   }
+  child_cpu_s = seconds_of(u.ru_utime) + seconds_of(u.ru_stime);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) bench::fail(what + ": producer process failed");
 }
 
@@ -122,9 +140,12 @@ void remove_live_ring() {
   if (!live_ring.empty()) payloadrun::remove_ring(live_ring);
 }
 
-double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity, int run_id) {
+// in_place: RingConsumer::read (bodies checked and handed over in the
+// ring's memory); else RingConsumer::next (a RingMessage with a copy).
+double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity, int run_id,
+                bool in_place) {
   const std::string name = "payloadrun-ring-bench-" + std::to_string(::getpid()) + "-" + std::to_string(run_id);
-  const std::string what = "ring " + std::to_string(size) + " B";
+  const std::string what = (in_place ? "ring " : "ring_copy ") + std::to_string(size) + " B";
   payloadrun::remove_ring(name);
   live_ring = name;
   payloadrun::RingOptions opts;
@@ -132,6 +153,7 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   std::optional<payloadrun::RingConsumer> consumer;
   consumer.emplace(name, opts);  // creates the ring and takes the consumer lock
   Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
@@ -153,18 +175,28 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
     }
     ::_exit(rc);
   }
+  auto timed_out = [&] {
+    ::kill(pid, SIGKILL);
+    reap_ok(pid, what);
+    bench::fail(what + ": timed out after " + std::to_string(v.count()) + " records");
+  };
   while (v.count() < n) {
-    auto m = consumer->next(std::chrono::milliseconds(10000));
-    if (!m) {
-      ::kill(pid, SIGKILL);
-      reap_ok(pid, what);
-      bench::fail(what + ": timed out after " + std::to_string(v.count()) + " records");
+    if (in_place) {
+      const std::size_t got = consumer->read(std::chrono::milliseconds(10000), [&](const payloadrun::RingView& m) {
+        if (m.type != payloadrun::RecordType::raw_output) bench::fail(what + ": wrong record type");
+        v.check(m.body.data(), m.body.size());
+      });
+      if (got == 0) timed_out();
+      continue;
     }
+    auto m = consumer->next(std::chrono::milliseconds(10000));
+    if (!m) timed_out();
     if (m->type != payloadrun::RecordType::raw_output) bench::fail(what + ": wrong record type");
     v.check(m->body.data(), m->body.size());
   }
   const double secs = bench::seconds_since(t0);
   reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
   v.require_all();
   const auto& st = consumer->stats();
   if (st.corrupt || st.abandoned || st.incomplete || st.messages != n || !consumer->empty()) {
@@ -199,6 +231,7 @@ double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std
   char* data = static_cast<char*>(mem) + sizeof(Shared);
   std::memset(data, 0, capacity);
   Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
@@ -233,6 +266,7 @@ double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std
   }
   const double secs = bench::seconds_since(t0);
   reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
   v.require_all();
   ::munmap(mem, sizeof(Shared) + capacity);
   return secs;
@@ -253,6 +287,7 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
     ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(buf_bytes));  // same room as the ring
   }
   Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
@@ -296,6 +331,7 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
   const double secs = bench::seconds_since(t0);
   ::close(fds[0]);
   reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
   if (have != 0) bench::fail(what + ": " + std::to_string(have) + " trailing bytes");
   v.require_all();
   return secs;
@@ -314,23 +350,25 @@ int main(int argc, char** argv) {
     const auto n_large = static_cast<std::size_t>(args.integer("n-large", smoke ? 50 : 5000));
     // --impls ring,pipe: run only those (all three by default).
     const std::string only = args.str("impls", "ring,pipe,socket");
-    const std::vector<std::string> all = {"ring", "pipe", "socket", "bare"};
+    const std::vector<std::string> all = {"ring", "pipe", "socket", "ring_copy", "bare"};
     std::vector<std::string> impls;
     for (const auto& i : all) {
       if (("," + only + ",").find("," + i + ",") != std::string::npos) impls.push_back(i);
     }
-    if (impls.empty()) bench::fail("--impls names none of ring, pipe, socket, bare");
+    if (impls.empty()) bench::fail("--impls names none of ring, pipe, socket, ring_copy, bare");
     int run_id = 0;
     for (const auto& [size, n] : {std::pair<std::size_t, std::size_t>{256, n_small}, {65536, n_large}}) {
       if (n == 0) continue;
       const std::string pattern = make_pattern(size);
-      std::vector<std::vector<double>> secs(impls.size());
+      std::vector<std::vector<double>> secs(impls.size()), cpu(impls.size());
       for (long r = 0; r < rounds; ++r) {
         for (std::size_t k = 0; k < impls.size(); ++k) {
-          secs[k].push_back(impls[k] == "ring"     ? run_ring(n, size, pattern, capacity, run_id++)
+          secs[k].push_back(impls[k] == "ring"        ? run_ring(n, size, pattern, capacity, run_id++, true)
+                            : impls[k] == "ring_copy" ? run_ring(n, size, pattern, capacity, run_id++, false)
                             : impls[k] == "pipe"   ? run_stream(false, n, size, pattern, capacity)
                             : impls[k] == "socket" ? run_stream(true, n, size, pattern, capacity)
                                                    : run_bare(n, size, pattern, capacity));
+          cpu[k].push_back(last_cpu_s);
         }
       }
       for (std::size_t k = 0; k < impls.size(); ++k) {
@@ -341,10 +379,10 @@ int main(int argc, char** argv) {
         const double fastest = *std::min_element(secs[k].begin(), secs[k].end());
         std::printf("{\"size\":%zu,\"impl\":\"%s\",\"records\":%zu,\"rounds\":%ld,"
                     "\"records_per_s\":%.1f,\"mb_per_s\":%.2f,\"records_per_s_min\":%.1f,"
-                    "\"records_per_s_max\":%.1f}\n",
+                    "\"records_per_s_max\":%.1f,\"cpu_ns_per_record\":%.1f}\n",
                     size, impls[k].c_str(), n, rounds, static_cast<double>(n) / s,
                     static_cast<double>(n * size) / s / 1e6, static_cast<double>(n) / slowest,
-                    static_cast<double>(n) / fastest);
+                    static_cast<double>(n) / fastest, bench::median(cpu[k]) * 1e9 / static_cast<double>(n));
       }
       std::fflush(stdout);
     }
