@@ -5,7 +5,8 @@
 // through a pipe and a unix socketpair (SOCK_STREAM) carrying the same
 // bytes as length-prefixed frames (u32 length + record). Transports are
 // interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians,
-// with the slowest and fastest rounds (--impls ring,pipe runs a subset).
+// with the slowest and fastest rounds (--impls ring,pipe runs a subset;
+// --pin puts the consumer on CPU 0 and the producer on CPU 1).
 // Every record holds its sequence number, a check word and bytes derived
 // from the sequence number; the consumer checks each record arrives exactly
 // once with the right bytes (and that the producer exited 0), else exit 1.
@@ -132,6 +133,18 @@ bool write_all(int fd, const char* p, std::size_t len) {
   return true;
 }
 
+// --pin: the consumer on CPU 0, the producer on CPU 1 (sched_setaffinity),
+// to tell the transports' costs from where the scheduler puts the two.
+bool pin = false;
+
+void pin_to(int cpu) {
+  if (!pin) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) bench::fail("sched_setaffinity failed (--pin)");
+}
+
 // --- ring -----------------------------------------------------------------------
 
 std::string live_ring;  // removed at exit too, so a failed check leaves no /dev/shm name
@@ -158,6 +171,7 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
   if (pid == 0) {
+    pin_to(1);
     int rc = 0;
     try {
       payloadrun::RingProducer producer(name, opts);
@@ -236,6 +250,7 @@ double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
   if (pid == 0) {
+    pin_to(1);
     std::uint64_t head = 0, tail = 0;
     for (std::uint64_t seq = 0; seq < n; ++seq) {
       while (head + slot - tail > capacity) {
@@ -292,6 +307,7 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
   if (pid == 0) {
+    pin_to(1);
     ::close(fds[0]);
     std::string frame(4 + size, '\0');
     const auto len = static_cast<std::uint32_t>(size);
@@ -344,6 +360,8 @@ int main(int argc, char** argv) {
     std::atexit(remove_live_ring);
     bench::Args args(argc, argv);
     const bool smoke = args.has("smoke");
+    pin = args.has("pin");
+    pin_to(0);
     const long rounds = args.integer("rounds", smoke ? 1 : 5);
     const auto capacity = static_cast<std::size_t>(args.integer("capacity-kib", 1024)) * 1024u;
     const auto n_small = static_cast<std::size_t>(args.integer("n-small", smoke ? 2000 : 200000));
