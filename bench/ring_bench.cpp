@@ -1,22 +1,33 @@
 // Result-ring throughput across processes: a forked producer process writes
 // N records of a fixed size (256 B and 64 KiB), the parent consumes them,
-// through the payloadrun ring (RingProducer / RingConsumer, 1 MiB) and
+// through the payloadrun ring (RingProducer / RingConsumer::read, in place,
+// 1 MiB; "ring_copy": RingConsumer::next, a copy per message) and
 // through a pipe and a unix socketpair (SOCK_STREAM) carrying the same
 // bytes as length-prefixed frames (u32 length + record). Transports are
-// interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians.
+// interleaved (ring, pipe, socket, ring, ...) for --rounds rounds; medians,
+// with the slowest and fastest rounds (--impls ring,pipe runs a subset;
+// --pin puts the consumer on CPU 0 and the producer on CPU 1).
 // Every record holds its sequence number, a check word and bytes derived
 // from the sequence number; the consumer checks each record arrives exactly
 // once with the right bytes (and that the producer exited 0), else exit 1.
 // Prints one JSON object per (size, impl):
-// {"size","impl","records","rounds","records_per_s","mb_per_s"}.
+// {"size","impl","records","rounds","records_per_s","mb_per_s",
+//  "records_per_s_min","records_per_s_max","cpu_ns_per_record"} (the median
+// round's CPU time of both processes, user + system, per record: what the
+// transport costs whatever else the machine runs).
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <new>
 #include <cstdint>
 #include <optional>
 
@@ -87,11 +98,25 @@ class Verifier {
   std::size_t count_ = 0;
 };
 
+double seconds_of(const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
+
+/// This process's CPU time (user + system), seconds.
+double self_cpu() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return seconds_of(u.ru_utime) + seconds_of(u.ru_stime);
+}
+
+double child_cpu_s = 0;  // CPU time of the producer process reaped last
+double last_cpu_s = 0;   // CPU time of both processes in the last run
+
 void reap_ok(pid_t pid, const std::string& what) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  rusage u{};
+  while (::wait4(pid, &status, 0, &u) < 0) {
     if (errno != EINTR) bench::fail(what + ": waitpid failed");
   }
+  child_cpu_s = seconds_of(u.ru_utime) + seconds_of(u.ru_stime);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) bench::fail(what + ": producer process failed");
 }
 
@@ -108,6 +133,18 @@ bool write_all(int fd, const char* p, std::size_t len) {
   return true;
 }
 
+// --pin: the consumer on CPU 0, the producer on CPU 1 (sched_setaffinity),
+// to tell the transports' costs from where the scheduler puts the two.
+bool pin = false;
+
+void pin_to(int cpu) {
+  if (!pin) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) bench::fail("sched_setaffinity failed (--pin)");
+}
+
 // --- ring -----------------------------------------------------------------------
 
 std::string live_ring;  // removed at exit too, so a failed check leaves no /dev/shm name
@@ -116,9 +153,12 @@ void remove_live_ring() {
   if (!live_ring.empty()) payloadrun::remove_ring(live_ring);
 }
 
-double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity, int run_id) {
+// in_place: RingConsumer::read (bodies checked and handed over in the
+// ring's memory); else RingConsumer::next (a RingMessage with a copy).
+double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity, int run_id,
+                bool in_place) {
   const std::string name = "payloadrun-ring-bench-" + std::to_string(::getpid()) + "-" + std::to_string(run_id);
-  const std::string what = "ring " + std::to_string(size) + " B";
+  const std::string what = (in_place ? "ring " : "ring_copy ") + std::to_string(size) + " B";
   payloadrun::remove_ring(name);
   live_ring = name;
   payloadrun::RingOptions opts;
@@ -126,10 +166,12 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   std::optional<payloadrun::RingConsumer> consumer;
   consumer.emplace(name, opts);  // creates the ring and takes the consumer lock
   Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
   if (pid == 0) {
+    pin_to(1);
     int rc = 0;
     try {
       payloadrun::RingProducer producer(name, opts);
@@ -147,18 +189,28 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
     }
     ::_exit(rc);
   }
+  auto timed_out = [&] {
+    ::kill(pid, SIGKILL);
+    reap_ok(pid, what);
+    bench::fail(what + ": timed out after " + std::to_string(v.count()) + " records");
+  };
   while (v.count() < n) {
-    auto m = consumer->next(std::chrono::milliseconds(10000));
-    if (!m) {
-      ::kill(pid, SIGKILL);
-      reap_ok(pid, what);
-      bench::fail(what + ": timed out after " + std::to_string(v.count()) + " records");
+    if (in_place) {
+      const std::size_t got = consumer->read(std::chrono::milliseconds(10000), [&](const payloadrun::RingView& m) {
+        if (m.type != payloadrun::RecordType::raw_output) bench::fail(what + ": wrong record type");
+        v.check(m.body.data(), m.body.size());
+      });
+      if (got == 0) timed_out();
+      continue;
     }
+    auto m = consumer->next(std::chrono::milliseconds(10000));
+    if (!m) timed_out();
     if (m->type != payloadrun::RecordType::raw_output) bench::fail(what + ": wrong record type");
     v.check(m->body.data(), m->body.size());
   }
   const double secs = bench::seconds_since(t0);
   reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
   v.require_all();
   const auto& st = consumer->stats();
   if (st.corrupt || st.abandoned || st.incomplete || st.messages != n || !consumer->empty()) {
@@ -169,6 +221,69 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   consumer.reset();
   live_ring.clear();
   if (!payloadrun::remove_ring(name)) bench::fail(what + ": ring name was already gone");
+  return secs;
+}
+
+// --- bare: the ceiling --------------------------------------------------------------
+// What two processes reach through shared memory with nothing but a memcpy
+// into the slot and a release store of the head (single producer, no
+// header, no checksum, no allocation; the consumer checks in place and
+// publishes its tail every 1/8 ring). Not a transport: the yardstick for
+// the ring's per-record overhead (--impls bare).
+
+double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std::size_t capacity) {
+  const std::string what = "bare " + std::to_string(size) + " B";
+  struct Shared {
+    alignas(64) std::atomic<std::uint64_t> head{0};
+    alignas(64) std::atomic<std::uint64_t> tail{0};
+  };
+  const std::size_t slot = (size + 63) / 64 * 64;
+  if (capacity % slot != 0) capacity = capacity / slot * slot;  // slots never wrap
+  void* mem = ::mmap(nullptr, sizeof(Shared) + capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) bench::fail("mmap failed");
+  auto* sh = new (mem) Shared;
+  char* data = static_cast<char*>(mem) + sizeof(Shared);
+  std::memset(data, 0, capacity);
+  Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
+  const auto t0 = bench::clock::now();
+  const pid_t pid = ::fork();
+  if (pid < 0) bench::fail("fork failed");
+  if (pid == 0) {
+    pin_to(1);
+    std::uint64_t head = 0, tail = 0;
+    for (std::uint64_t seq = 0; seq < n; ++seq) {
+      while (head + slot - tail > capacity) {
+        tail = sh->tail.load(std::memory_order_acquire);
+        if (head + slot - tail > capacity) ::sched_yield();
+      }
+      fill_record(data + head % capacity, size, seq, pattern);
+      head += slot;
+      sh->head.store(head, std::memory_order_release);
+    }
+    ::_exit(0);
+  }
+  std::uint64_t tail = 0, head = 0, published = 0;
+  const auto deadline = bench::clock::now() + std::chrono::seconds(30);
+  while (v.count() < n) {
+    if (tail == head) {
+      head = sh->head.load(std::memory_order_acquire);
+      if (tail == head) {
+        if (published != tail) sh->tail.store(published = tail, std::memory_order_release);
+        if (bench::clock::now() > deadline) bench::fail(what + ": timed out");
+        ::sched_yield();
+        continue;
+      }
+    }
+    v.check(data + tail % capacity, size);
+    tail += slot;
+    if (tail - published >= capacity / 8) sh->tail.store(published = tail, std::memory_order_release);
+  }
+  const double secs = bench::seconds_since(t0);
+  reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
+  v.require_all();
+  ::munmap(mem, sizeof(Shared) + capacity);
   return secs;
 }
 
@@ -187,10 +302,12 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
     ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(buf_bytes));  // same room as the ring
   }
   Verifier v(n, size, pattern, what);
+  const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
   const pid_t pid = ::fork();
   if (pid < 0) bench::fail("fork failed");
   if (pid == 0) {
+    pin_to(1);
     ::close(fds[0]);
     std::string frame(4 + size, '\0');
     const auto len = static_cast<std::uint32_t>(size);
@@ -230,6 +347,7 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
   const double secs = bench::seconds_since(t0);
   ::close(fds[0]);
   reap_ok(pid, what);
+  last_cpu_s = self_cpu() - cpu0 + child_cpu_s;
   if (have != 0) bench::fail(what + ": " + std::to_string(have) + " trailing bytes");
   v.require_all();
   return secs;
@@ -242,26 +360,47 @@ int main(int argc, char** argv) {
     std::atexit(remove_live_ring);
     bench::Args args(argc, argv);
     const bool smoke = args.has("smoke");
+    pin = args.has("pin");
+    pin_to(0);
     const long rounds = args.integer("rounds", smoke ? 1 : 5);
     const auto capacity = static_cast<std::size_t>(args.integer("capacity-kib", 1024)) * 1024u;
     const auto n_small = static_cast<std::size_t>(args.integer("n-small", smoke ? 2000 : 200000));
     const auto n_large = static_cast<std::size_t>(args.integer("n-large", smoke ? 50 : 5000));
-    const std::vector<std::string> impls = {"ring", "pipe", "socket"};
+    // --impls ring,pipe: run only those (all three by default).
+    const std::string only = args.str("impls", "ring,pipe,socket");
+    const std::vector<std::string> all = {"ring", "pipe", "socket", "ring_copy", "bare"};
+    std::vector<std::string> impls;
+    for (const auto& i : all) {
+      if (("," + only + ",").find("," + i + ",") != std::string::npos) impls.push_back(i);
+    }
+    if (impls.empty()) bench::fail("--impls names none of ring, pipe, socket, ring_copy, bare");
     int run_id = 0;
     for (const auto& [size, n] : {std::pair<std::size_t, std::size_t>{256, n_small}, {65536, n_large}}) {
+      if (n == 0) continue;
       const std::string pattern = make_pattern(size);
-      std::vector<std::vector<double>> secs(impls.size());
+      std::vector<std::vector<double>> secs(impls.size()), cpu(impls.size());
       for (long r = 0; r < rounds; ++r) {
-        secs[0].push_back(run_ring(n, size, pattern, capacity, run_id++));
-        secs[1].push_back(run_stream(false, n, size, pattern, capacity));
-        secs[2].push_back(run_stream(true, n, size, pattern, capacity));
+        for (std::size_t k = 0; k < impls.size(); ++k) {
+          secs[k].push_back(impls[k] == "ring"        ? run_ring(n, size, pattern, capacity, run_id++, true)
+                            : impls[k] == "ring_copy" ? run_ring(n, size, pattern, capacity, run_id++, false)
+                            : impls[k] == "pipe"   ? run_stream(false, n, size, pattern, capacity)
+                            : impls[k] == "socket" ? run_stream(true, n, size, pattern, capacity)
+                                                   : run_bare(n, size, pattern, capacity));
+          cpu[k].push_back(last_cpu_s);
+        }
       }
       for (std::size_t k = 0; k < impls.size(); ++k) {
+        // records_per_s / mb_per_s: the median round; _min/_max: the slowest
+        // and fastest rounds.
         const double s = bench::median(secs[k]);
+        const double slowest = *std::max_element(secs[k].begin(), secs[k].end());
+        const double fastest = *std::min_element(secs[k].begin(), secs[k].end());
         std::printf("{\"size\":%zu,\"impl\":\"%s\",\"records\":%zu,\"rounds\":%ld,"
-                    "\"records_per_s\":%.1f,\"mb_per_s\":%.2f}\n",
+                    "\"records_per_s\":%.1f,\"mb_per_s\":%.2f,\"records_per_s_min\":%.1f,"
+                    "\"records_per_s_max\":%.1f,\"cpu_ns_per_record\":%.1f}\n",
                     size, impls[k].c_str(), n, rounds, static_cast<double>(n) / s,
-                    static_cast<double>(n * size) / s / 1e6);
+                    static_cast<double>(n * size) / s / 1e6, static_cast<double>(n) / slowest,
+                    static_cast<double>(n) / fastest, bench::median(cpu[k]) * 1e9 / static_cast<double>(n));
       }
       std::fflush(stdout);
     }

@@ -1,5 +1,6 @@
 // Ring producer side: RingProducer (reserve under a robust process-shared
-// lock, copy and commit outside it, in-process queue when full) and
+// lock, copy straight into the slot and commit outside it, in-process queue
+// only when full) and
 // RingEmitter (a RingProducer driven by a retry timer on a libuv loop).
 #include <sys/mman.h>
 #include <unistd.h>
@@ -31,8 +32,9 @@ namespace {
 std::atomic<std::uint64_t> message_counter{1};
 
 struct Fragment {
-  std::shared_ptr<const std::string> body;  // the whole message
-  std::uint32_t offset = 0;
+  std::shared_ptr<const std::string> body;  // the whole message (null: the caller's, written at once)
+  const char* data = nullptr;               // this fragment's bytes
+  std::uint32_t total_length = 0;           // of the whole message
   std::uint32_t length = 0;
   RecordType type = RecordType::metrics;
   std::uint64_t payload_index = 0;
@@ -70,6 +72,10 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
   std::string last_spill_error;
   std::function<void()> after_reserve;
 
+  // tail as this producer last read it: it only grows, so the free space
+  // it shows is never more than the truth (re-read only when short).
+  std::uint64_t cached_tail = 0;
+
   Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {}
   ~Impl() {
     try {
@@ -100,58 +106,73 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     return rc == 0 ? Lock::acquired : Lock::busy;
   }
 
-  void fill_header(RecordHeader& r, const Fragment& f) const noexcept {
+  void fill_header(RecordHeader& r, const Fragment& f, std::uint32_t pid, std::uint64_t now) const noexcept {
     r.magic = detail::record_magic;
-    r.version = detail::ring_version;
+    r.version = detail::record_version;
     r.type = static_cast<std::uint16_t>(f.type);
-    r.pid = static_cast<std::uint32_t>(::getpid());  // not cached: a fork changes it
+    r.pid = pid;
     r.payload_index = f.payload_index;
     r.length = f.length;
     r.body_crc = 0;
-    r.reserve_ns = detail::monotonic_ns();
+    r.reserve_ns = now;
     r.message_id = f.message_id;
     r.frag_index = f.frag_index;
     r.frag_count = f.frag_count;
-    r.total_length = static_cast<std::uint32_t>(f.body->size());
+    r.total_length = f.total_length;
     r.header_crc = 0;
   }
 
-  /// Reserve every fragment of `b` in one step, then copy and commit each.
-  /// False when the ring has no room (or the lock is busy and !blocking).
-  bool try_write(const Batch& b, bool blocking) {
+  /// Reserve every fragment of `frags` (`slots` ring bytes) in one step,
+  /// then copy each body straight into its slot and commit it. False when
+  /// the ring has no room (or the lock is busy and !blocking).
+  bool try_write(const Fragment* frags, std::size_t n, std::uint64_t slots, bool blocking) {
     RingHeader& h = map.header();
+    const std::uint32_t pid = detail::self_pid();  // cached, refreshed in a forked child
+    const std::uint64_t now = detail::coarse_ns();  // compared with coarse_ns by the consumer
     if (lock(blocking) != Lock::acquired) return false;
     const std::uint64_t start = h.head.load(std::memory_order_relaxed);
-    const std::uint64_t tail = h.tail.load(std::memory_order_acquire);
-    if (start - tail + b.slots > map.capacity()) {
-      pthread_mutex_unlock(&h.reserve_lock);
-      return false;
+    if (start - cached_tail + slots > map.capacity()) {
+      cached_tail = h.tail.load(std::memory_order_acquire);
+      if (start - cached_tail + slots > map.capacity()) {
+        pthread_mutex_unlock(&h.reserve_lock);
+        return false;
+      }
     }
     std::uint64_t pos = start;
-    for (const Fragment& f : b.fragments) {
+    for (std::size_t i = 0; i < n; ++i) {
       RecordHeader& r = map.record_at(pos);
-      fill_header(r, f);
+      fill_header(r, frags[i], pid, now);
       r.state.store(detail::slot_reserved, std::memory_order_relaxed);
-      pos += detail::slot_size(f.length);
+      pos += detail::slot_size(frags[i].length);
     }
     h.head.store(pos, std::memory_order_release);
     pthread_mutex_unlock(&h.reserve_lock);
 
     if (after_reserve) after_reserve();
     pos = start;
-    for (const Fragment& f : b.fragments) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const Fragment& f = frags[i];
       RecordHeader& r = map.record_at(pos);
-      const char* src = f.body->data() + f.offset;
-      map.copy_in(pos + detail::record_header_size, src, f.length);
-      r.body_crc = detail::crc32c(src, f.length);
+      map.copy_in(pos + detail::record_header_size, f.data, f.length);
+      r.body_crc = detail::crc32c(f.data, f.length);
       r.header_crc = detail::header_crc(r);
       r.state.store(detail::slot_committed, std::memory_order_release);
       pos += detail::slot_size(f.length);
       ++written;
     }
-    h.commit_seq.fetch_add(1, std::memory_order_seq_cst);
-    if (h.waiters.load(std::memory_order_seq_cst) != 0) detail::futex_wake_all(h.commit_seq);
+    // Wake the consumer only when it sleeps (or is about to): it raises
+    // waiters, then re-reads the slot before FUTEX_WAIT; the fence orders
+    // our COMT store before our waiters load (Dekker), so one of us sees
+    // the other's store.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (h.waiters.load(std::memory_order_relaxed) != 0) {
+      h.commit_seq.fetch_add(1, std::memory_order_seq_cst);
+      detail::futex_wake_all(h.commit_seq);
+    }
     return true;
+  }
+  bool try_write(const Batch& b, bool blocking) {
+    return try_write(b.fragments.data(), b.fragments.size(), b.slots, blocking);
   }
 
   void pop_front() {
@@ -199,8 +220,8 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
         m.message_id = f.message_id;
         m.frag_index = f.frag_index;
         m.frag_count = f.frag_count;
-        m.total_length = static_cast<std::uint32_t>(f.body->size());
-        records.push_back({m, f.body->data() + f.offset});
+        m.total_length = f.total_length;
+        records.push_back({m, f.data});
       }
       bytes += b.slots;
       ++batches;
@@ -264,7 +285,8 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     for (std::size_t i = 0; i < count; ++i) {
       Fragment f;
       f.body = shared;
-      f.offset = static_cast<std::uint32_t>(i * max);
+      f.data = shared->data() + i * max;
+      f.total_length = static_cast<std::uint32_t>(m.body.size());
       f.length = static_cast<std::uint32_t>(std::min(max, m.body.size() - i * max));
       f.type = m.type;
       f.payload_index = m.payload_index;
@@ -286,7 +308,48 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
 
   // All messages in one batch when they fit in the ring at once; else one
   // batch per message; a message larger than the ring, one per fragment.
+  // With nothing queued, up to 8 messages that fit unfragmented are
+  // reserved in one step and copied from the caller's bytes straight into
+  // their slots (no queue entry, no copy of the body). True when written.
+  bool write_direct(std::span<const RingRecord> messages) {
+    constexpr std::size_t direct_max = 8;
+    if (!queue.empty() || messages.empty() || messages.size() > direct_max) return false;
+    const std::size_t max = max_fragment();
+    Fragment frags[direct_max];
+    std::uint64_t slots = 0;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      const RingRecord& m = messages[i];
+      if (m.body.size() > max) return false;
+      Fragment& f = frags[i];
+      f.data = m.body.data();
+      f.total_length = static_cast<std::uint32_t>(m.body.size());
+      f.length = f.total_length;
+      f.type = m.type;
+      f.payload_index = m.payload_index;
+      slots += detail::slot_size(f.length);
+    }
+    if (slots > map.capacity()) return false;
+    // Ids are taken only once the write is certain to be tried, in order.
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      frags[i].message_id = message_counter.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (try_write(frags, messages.size(), slots, false)) return true;
+    // No room now: queue copies (with the ids just taken; unique, in order).
+    Batch all;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      Fragment f = frags[i];
+      f.body = std::make_shared<const std::string>(messages[i].body);
+      f.data = f.body->data();
+      all.slots += detail::slot_size(f.length);
+      all.bytes += f.length;
+      all.fragments.push_back(std::move(f));
+    }
+    enqueue(std::move(all));
+    return true;
+  }
+
   void write(std::span<const RingRecord> messages) {
+    if (write_direct(messages)) return;
     std::vector<Batch> batches;
     std::uint64_t slots = 0;
     bool each_fits = true;

@@ -1,55 +1,23 @@
-// Ring consumer side: RingConsumer (reads records in reservation order,
-// verifies checksums, skips abandoned reservations, reassembles fragments,
-// waits on the shared futex) and Drain (messages -> sidecar lines).
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <deque>
-#include <map>
-#include <set>
-#include <unordered_map>
-
-#include <fmt/format.h>
-
-#include "detail/log.hpp"
-#include "detail/ring_json.hpp"
-#include "detail/ring_shm.hpp"
-#include "detail/ring_spill.hpp"
-#include "payloadrun/error.hpp"
-#include "payloadrun/ring_consumer.hpp"
+// Ring consumer side: the public RingConsumer (its Impl, which reads the
+// records: detail/ring_consumer_impl.hpp), RingConsumer::read (in place,
+// committing a batch at a time) and RingView.
+#include "detail/ring_consumer_impl.hpp"
 
 namespace payloadrun {
 
-using detail::RecordHeader;
-using detail::RingHeader;
+std::string RingView::origin() const { return message_ != nullptr ? message_->origin : origin_of('r', ring_id_, position_); }
 
-namespace {
-struct Partial {
-  RecordType type;
-  std::uint64_t payload_index;
-  std::uint32_t frag_count;
-  std::uint32_t next_frag = 0;
-  std::uint32_t total_length;
-  std::string body;
-  std::string origin;  // of its first fragment
-  RingHold hold;       // what its fragments read so far need kept
-  bool atomic = false;  // reserved in one step: all of it lies before head
-};
-
-// A spill journal being imported.
-struct SpillFile {
-  std::string path;
-  std::uint64_t id = 0;
-  std::size_t waiting = 0;  // its messages not yet returned by next()
-  bool keep = false;        // damaged: not removed after import
-};
-
-std::string origin_of(char kind, std::uint64_t id, std::uint64_t pos) {
-  return fmt::format("{}:{:016x}:{}", kind, id, pos);
+RingHold RingView::hold() const {
+  if (message_ != nullptr) return message_->hold;
+  RingHold h;
+  h.ring_position = position_;
+  return h;
 }
-}  // namespace
+
+RingMessage RingView::to_message() const {
+  if (message_ != nullptr) return *message_;
+  return RingMessage{type, pid, payload_index, message_id, std::string(body), origin(), hold()};
+}
 
 void RingHold::add(const RingHold& other) {
   ring_position = std::min(ring_position, other.ring_position);
@@ -57,428 +25,6 @@ void RingHold::add(const RingHold& other) {
     if (std::find(spills.begin(), spills.end(), id) == spills.end()) spills.push_back(id);
   }
 }
-
-struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
-  detail::RingMap map;
-  RingOptions options;
-  RingStats stats;
-  std::vector<std::string> reports;
-  std::map<std::pair<std::uint32_t, std::uint64_t>, Partial> partials;  // (pid, message_id)
-  // Messages already counted incomplete whose later fragments may still
-  // come: those are skipped without counting the message again.
-  std::set<std::pair<std::uint32_t, std::uint64_t>> counted;
-  std::uint64_t read_pos = 0;  // next record to read; the shared tail is what was committed
-  std::uint64_t ring_id = 0;
-  std::vector<SpillFile> spills;              // imported, not yet removed
-  std::set<std::string> imported;             // their paths
-  std::deque<std::pair<RingMessage, std::size_t>> spilled;  // (message, index into spills)
-  std::uint64_t last_spill_scan_ns = 0;
-  bool more_spills = true;  // journals may wait to be imported
-
-  Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {
-    // One consumer at a time: claim consumer_pid; a dead holder's claim is
-    // taken over. (Not a file lock: a forked child would inherit that.)
-    const auto me = static_cast<std::uint32_t>(::getpid());
-    std::atomic<std::uint32_t>& owner = map.header().consumer_pid;
-    for (;;) {
-      std::uint32_t cur = owner.load();
-      if (cur != 0 && (cur == me || detail::pid_alive(cur))) {
-        throw Error(Errc::ring, fmt::format("ring '{}' already has a consumer (pid {}); stop it "
-                                            "first",
-                                            name, cur));
-      }
-      if (owner.compare_exchange_strong(cur, me)) break;
-    }
-    read_pos = map.header().tail.load(std::memory_order_acquire);
-    ring_id = map.header().ring_id;
-    import_spill();
-  }
-  ~Impl() {
-    auto me = static_cast<std::uint32_t>(::getpid());
-    map.header().consumer_pid.compare_exchange_strong(me, 0);
-  }
-
-  void report(std::string s) {
-    try {
-      detail::logger()->warn("{}", s);
-    } catch (...) {
-    }
-    reports.push_back(std::move(s));
-  }
-
-  void advance(std::uint64_t to) {
-    read_pos = to;
-    if (options.auto_commit) map.header().tail.store(to, std::memory_order_release);
-  }
-
-  // ------------------------------------------------------------- spills
-
-  // Import the oldest journal not yet imported (one at a time: memory stays
-  // bounded by one journal, at most detail::spill_chunk_bytes of records).
-  // True when one was imported.
-  bool import_spill() {
-    last_spill_scan_ns = detail::monotonic_ns();
-    more_spills = false;
-    for (const std::string& path : detail::list_spills(options.spill_dir, map.name())) {
-      if (imported.count(path) != 0) continue;
-      if (!spilled.empty()) {
-        more_spills = true;  // after the ones being returned now
-        return false;
-      }
-      imported.insert(path);  // (an unreadable one is tried again by the next consumer)
-      detail::SpillContents c = detail::read_spill(path);
-      for (auto& p : c.problems) {
-        ++stats.corrupt;
-        report(fmt::format("ring '{}': {}", map.name(), p));
-      }
-      if (!c.readable) continue;  // left where it is
-      const std::size_t file = spills.size();
-      spills.push_back({path, c.spill_id, 0, c.damaged});
-      for (auto& r : c.records) {
-        ++stats.records;
-        RingHold hold;
-        hold.spills.push_back(c.spill_id);
-        std::optional<RingMessage> out;
-        deliver(r.meta, std::move(r.body), origin_of('s', c.spill_id, r.offset), hold,
-                atomic_message(r.meta), out);
-        if (out) {
-          ++spills[file].waiting;
-          spilled.emplace_back(std::move(*out), file);
-        }
-      }
-      report(fmt::format("ring '{}': imported {} records from spill journal {}{}", map.name(),
-                         c.records.size(), path, c.damaged ? " (damaged: kept for inspection)" : ""));
-      more_spills = true;  // there may be more behind it
-      return true;
-    }
-    return false;
-  }
-
-  std::vector<std::uint64_t> held_spills(const RingHold& keep) const {
-    std::vector<std::uint64_t> ids = keep.spills;
-    for (const auto& [key, p] : partials) ids.insert(ids.end(), p.hold.spills.begin(), p.hold.spills.end());
-    return ids;
-  }
-
-  void remove_spills(const RingHold& keep) {
-    const std::vector<std::uint64_t> held = held_spills(keep);
-    for (auto it = spills.begin(); it != spills.end();) {
-      const bool in_use = it->waiting != 0 || std::find(held.begin(), held.end(), it->id) != held.end();
-      if (in_use) {
-        ++it;
-        continue;
-      }
-      if (it->keep) {
-        // Damaged: kept for inspection (a later consumer imports it again;
-        // its lines are deduplicated by origin).
-      } else if (::unlink(it->path.c_str()) == 0 || errno == ENOENT) {
-        imported.erase(it->path);
-      } else {
-        // Still imported: never read it again in this consumer.
-        report(fmt::format("ring '{}': cannot remove imported spill journal {}: {}", map.name(),
-                           it->path, std::strerror(errno)));
-      }
-      const std::size_t gone = static_cast<std::size_t>(it - spills.begin());
-      it = spills.erase(it);
-      for (auto& [m, file] : spilled) {
-        if (file > gone) --file;
-      }
-    }
-  }
-
-  void commit(const RingHold& keep) {
-    std::uint64_t to = std::min(read_pos, keep.ring_position);
-    for (const auto& [key, p] : partials) to = std::min(to, p.hold.ring_position);
-    RingHeader& h = map.header();
-    if (to > h.tail.load(std::memory_order_relaxed) && to <= read_pos) h.tail.store(to, std::memory_order_release);
-    remove_spills(keep);
-  }
-
-  // Fragments of atomically reserved messages all lie before head: once the
-  // consumer has read up to head, a partial one can never complete.
-  void drop_stuck_partials() {
-    for (auto it = partials.begin(); it != partials.end();) {
-      auto next_it = std::next(it);
-      if (it->second.atomic && it->second.hold.spills.empty()) {
-        drop_partial(it->first.first, it->first.second, "its other fragments were lost");
-      }
-      it = next_it;
-    }
-  }
-
-  // A header that cannot be trusted at `pos`: scan forward for the next
-  // committed record whose header checksum holds, else skip to head.
-  // Offsets from pos (head - pos <= capacity here): positions near the end
-  // of the u64 range (an untrusted header page) cannot make this loop wrap.
-  void resync(std::uint64_t pos, std::uint64_t head, const char* why) {
-    const std::uint64_t span = head - pos;
-    std::uint64_t off = detail::record_align;
-    for (; off < span; off += detail::record_align) {
-      const std::uint64_t p = pos + off;
-      const RecordHeader& r = map.record_at(p);
-      if (r.magic != detail::record_magic) continue;
-      const std::uint32_t st = r.state.load(std::memory_order_acquire);
-      if (st == detail::slot_committed && r.header_crc == detail::header_crc(r) &&
-          detail::slot_size(r.length) <= head - p) {
-        break;
-      }
-      if (st == detail::slot_reserved && r.version == detail::ring_version &&
-          detail::slot_size(r.length) <= head - p) {
-        break;
-      }
-    }
-    off = std::min(off, span);  // nothing found: skip to head (which may be unaligned)
-    ++stats.corrupt;
-    map.header().corrupt.fetch_add(1);
-    report(fmt::format("ring '{}': corrupt record header at offset {} ({}); skipped {} bytes",
-                       map.name(), pos, why, off));
-    advance(pos + off);
-  }
-
-  enum class Step { message, progressed, blocked, empty };
-
-  // Process the record at the read position. `out` is filled when a whole
-  // message is ready.
-  Step step(std::optional<RingMessage>& out) {
-    RingHeader& h = map.header();
-    const std::uint64_t tail = read_pos;
-    const std::uint64_t head = h.head.load(std::memory_order_acquire);
-    if (tail == head) return Step::empty;
-    const std::uint64_t committed = h.tail.load(std::memory_order_acquire);
-    if (head < tail || head - committed > map.capacity() || tail < committed ||
-        (tail % detail::record_align) != 0 || head - tail < detail::record_header_size) {
-      ++stats.corrupt;
-      report(fmt::format("ring '{}': head {} and tail {} are inconsistent; skipping to head",
-                         map.name(), head, tail));
-      advance(head);
-      return Step::progressed;
-    }
-    const RecordHeader& r = map.record_at(tail);
-    const std::uint32_t st = r.state.load(std::memory_order_acquire);
-    if (r.magic != detail::record_magic) {
-      resync(tail, head, "bad magic");
-      return Step::progressed;
-    }
-    if (st == detail::slot_reserved) {
-      const std::uint64_t slot = detail::slot_size(r.length);
-      if (slot > head - tail) {
-        resync(tail, head, "reserved length out of bounds");
-        return Step::progressed;
-      }
-      const std::uint64_t age = detail::monotonic_ns() - r.reserve_ns;
-      const auto limit = static_cast<std::uint64_t>(options.abandon_timeout.count()) * 1'000'000u;
-      const bool dead = !detail::pid_alive(r.pid);
-      if (!dead && age < limit) return Step::blocked;
-      ++stats.abandoned;
-      h.abandoned.fetch_add(1);
-      report(fmt::format("ring '{}': skipped a reservation of {} bytes by pid {} ({}), payload "
-                         "index {}",
-                         map.name(), r.length, r.pid, dead ? "the producer is gone" : "timed out",
-                         r.payload_index));
-      const detail::RecordMeta m = detail::meta_of(r);
-      advance(tail + slot);
-      if (m.frag_count > 1) lose_message(m, "a fragment was abandoned");
-      return Step::progressed;
-    }
-    if (st != detail::slot_committed) {
-      resync(tail, head, "unknown state");
-      return Step::progressed;
-    }
-    // Copy the header out before trusting anything in it.
-    RecordHeader hdr;
-    std::memcpy(static_cast<void*>(&hdr), &r, sizeof hdr);
-    const std::uint64_t slot = detail::slot_size(hdr.length);
-    if (hdr.header_crc != detail::header_crc(hdr) || slot > head - tail ||
-        hdr.version != detail::ring_version) {
-      resync(tail, head, "header checksum mismatch");
-      return Step::progressed;
-    }
-    std::string body(hdr.length, '\0');
-    map.copy_out(tail + detail::record_header_size, body.data(), hdr.length);
-    const bool body_ok = detail::crc32c(body.data(), body.size()) == hdr.body_crc;
-    const detail::RecordMeta m = detail::meta_of(hdr);
-    advance(tail + slot);
-    if (!body_ok) {
-      ++stats.corrupt;
-      h.corrupt.fetch_add(1);
-      report(fmt::format("ring '{}': record of pid {} payload index {} failed its checksum "
-                         "(torn or corrupt); dropped",
-                         map.name(), hdr.pid, hdr.payload_index));
-      if (hdr.frag_count > 1) lose_message(m, "a fragment was corrupt");
-      return Step::progressed;
-    }
-    ++stats.records;
-    RingHold hold;
-    hold.ring_position = tail;
-    return deliver(m, std::move(body), origin_of('r', ring_id, tail), hold, atomic_message(m), out);
-  }
-
-  // Whether the producer reserved the record's message in one step: its
-  // slots fit in the ring (the producer's rule, ring.cpp). Then holding its
-  // first fragments can never keep its last ones out.
-  bool atomic_message(const detail::RecordMeta& m) const noexcept {
-    if (m.frag_count <= 1) return true;
-    const std::uint64_t max = std::min<std::uint64_t>(map.capacity() / 4 - detail::record_header_size, 0x7fffffffu);
-    const std::uint64_t full = std::uint64_t{m.frag_count} - 1;
-    if (full * max > m.total_length) return false;  // inconsistent: do not hold
-    const std::uint64_t slots = full * detail::slot_size(max) + detail::slot_size(m.total_length - full * max);
-    return slots <= map.capacity();
-  }
-
-  // One good record (from the ring or a spill journal).
-  Step deliver(const detail::RecordMeta& m, std::string body, std::string origin, const RingHold& hold,
-               bool atomic, std::optional<RingMessage>& out) {
-    const auto type = static_cast<RecordType>(m.type);
-    if (type != RecordType::metrics && type != RecordType::raw_output) {
-      ++stats.corrupt;
-      report(fmt::format("ring '{}': record of unknown type {} from pid {}; skipped", map.name(),
-                         m.type, m.pid));
-      return Step::progressed;
-    }
-    if (m.frag_count <= 1 && m.frag_index == 0) {
-      if (m.total_length != m.length) {
-        ++stats.corrupt;
-        report(fmt::format("ring '{}': record lengths disagree; skipped", map.name()));
-        return Step::progressed;
-      }
-      out = RingMessage{type, m.pid, m.payload_index, m.message_id, std::move(body), std::move(origin), hold};
-      return Step::message;
-    }
-    return fragment(m, type, std::move(body), std::move(origin), hold, atomic, out);
-  }
-
-  void drop_partial(std::uint32_t pid, std::uint64_t id, const char* why) {
-    auto it = partials.find({pid, id});
-    const std::uint64_t index = it != partials.end() ? it->second.payload_index : 0;
-    if (it != partials.end()) partials.erase(it);
-    ++stats.incomplete;
-    report(fmt::format("ring '{}': fragmented message {} of pid {} (payload index {}) is "
-                       "incomplete: {}",
-                       map.name(), id, pid, index, why));
-  }
-
-  // A fragment of the message is lost or out of sequence: count the message
-  // incomplete once, whichever of its fragments follow.
-  void lose_message(const detail::RecordMeta& m, const char* why) {
-    const auto key = std::make_pair(m.pid, m.message_id);
-    if (partials.count(key) != 0 || counted.count(key) == 0) drop_partial(m.pid, m.message_id, why);
-    if (std::uint64_t{m.frag_index} + 1 >= m.frag_count) {
-      counted.erase(key);  // its last fragment: none follow
-    } else {
-      if (counted.size() >= 4096) counted.clear();  // bounded (at worst a message counts twice)
-      counted.insert(key);
-    }
-  }
-
-  Step fragment(const detail::RecordMeta& m, RecordType type, std::string body, std::string origin,
-                const RingHold& hold, bool atomic, std::optional<RingMessage>& out) {
-    const auto key = std::make_pair(m.pid, m.message_id);
-    // (A message is at most 4 GiB: total_length is a u32.)
-    if (m.frag_index >= m.frag_count) {
-      ++stats.corrupt;
-      report(fmt::format("ring '{}': fragment {}/{} of pid {} is inconsistent; skipped",
-                         map.name(), m.frag_index, m.frag_count, m.pid));
-      return Step::progressed;
-    }
-    auto it = partials.find(key);
-    if (m.frag_index == 0) {
-      counted.erase(key);
-      if (it != partials.end()) drop_partial(m.pid, m.message_id, "restarted");
-      Partial p{type, m.payload_index, m.frag_count, 0, m.total_length, {}, std::move(origin), {}, atomic};
-      // A message larger than the ring cannot hold its first fragments
-      // uncommitted until its last arrives (that could wait forever).
-      if (atomic) p.hold = hold;
-      // total_length is untrusted: reserve at most a ring's worth up front;
-      // the body grows as fragments really arrive.
-      p.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(m.total_length, map.capacity())));
-      it = partials.emplace(key, std::move(p)).first;
-    } else if (it == partials.end()) {
-      // Its first fragments were lost (abandoned, corrupt, or consumed by a
-      // consumer that stopped), or it was already counted incomplete.
-      const bool last = m.frag_index + 1 == m.frag_count;
-      if (counted.count(key) != 0) {
-        if (last) counted.erase(key);
-      } else if (last) {
-        drop_partial(m.pid, m.message_id, "its first fragments are missing");
-      }
-      return Step::progressed;
-    } else if (it->second.atomic) {
-      it->second.hold.add(hold);
-    }
-    Partial& p = it->second;
-    if (m.frag_index != p.next_frag || m.frag_count != p.frag_count ||
-        m.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
-      lose_message(m, "fragments out of sequence");
-      return Step::progressed;
-    }
-    p.body += body;
-    ++p.next_frag;
-    if (p.next_frag < p.frag_count) return Step::progressed;
-    if (p.body.size() != p.total_length) {
-      drop_partial(m.pid, m.message_id, "length mismatch");
-      return Step::progressed;
-    }
-    RingHold whole = p.hold;
-    whole.add(hold);
-    out = RingMessage{p.type, m.pid, p.payload_index, m.message_id, std::move(p.body), std::move(p.origin), whole};
-    partials.erase(it);
-    return Step::message;
-  }
-
-  std::optional<RingMessage> take_spilled() {
-    if (spilled.empty()) return std::nullopt;
-    auto [m, file] = std::move(spilled.front());
-    spilled.pop_front();
-    --spills[file].waiting;
-    ++stats.spilled;
-    return std::move(m);
-  }
-
-  std::optional<RingMessage> next(std::chrono::milliseconds timeout) {
-    const std::uint64_t deadline =
-        detail::monotonic_ns() + static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
-    RingHeader& h = map.header();
-    if (options.auto_commit) remove_spills({});
-    for (;;) {
-      if (spilled.empty() && more_spills) import_spill();  // the next journal, before the ring
-      if (auto m = take_spilled()) {
-        ++stats.messages;
-        stats.bytes += m->body.size();
-        return m;
-      }
-      std::optional<RingMessage> out;
-      const std::uint32_t seq = h.commit_seq.load(std::memory_order_seq_cst);
-      const Step s = step(out);
-      if (s == Step::message) {
-        ++stats.messages;
-        stats.bytes += out->body.size();
-        return out;
-      }
-      if (s == Step::progressed) continue;
-      const std::uint64_t now = detail::monotonic_ns();
-      if (s == Step::empty) {
-        drop_stuck_partials();
-        // Read to the end: look for journals producers spilled meanwhile.
-        if (now - last_spill_scan_ns >= 200'000'000u) {
-          import_spill();
-          if (!spilled.empty()) continue;
-        }
-      }
-      if (now >= deadline) return std::nullopt;
-      // Sleep until a commit (or, while a live producer holds the record at
-      // tail, at most 5 ms before re-checking it for abandonment; or, at
-      // most 200 ms, before looking for spill journals again).
-      std::uint64_t wait = std::min<std::uint64_t>(deadline - now, 200'000'000u);
-      if (s == Step::blocked) wait = std::min<std::uint64_t>(wait, 5'000'000u);
-      h.waiters.fetch_add(1, std::memory_order_seq_cst);
-      if (h.commit_seq.load(std::memory_order_seq_cst) == seq) {
-        // A commit after our step() changed seq: then we do not sleep.
-        detail::futex_wait(h.commit_seq, seq, wait);
-      }
-      h.waiters.fetch_sub(1, std::memory_order_seq_cst);
-    }
-  }
-};
 
 RingConsumer::RingConsumer(const std::string& name, RingOptions options)
     : impl_(std::make_unique<Impl>(name, options)) {}
@@ -488,12 +34,51 @@ RingConsumer& RingConsumer::operator=(RingConsumer&&) noexcept = default;
 
 std::optional<RingMessage> RingConsumer::next(std::chrono::milliseconds timeout) {
   try {
-    return impl_->next(timeout);
+    std::optional<RingMessage> out;
+    impl_->next(timeout, out, nullptr);
+    return out;
   } catch (const std::bad_alloc&) {
     ++impl_->stats.incomplete;  // counted: the record it was reading is lost
     impl_->report("ring: out of memory while reading a record; it is counted incomplete");
     return std::nullopt;
   }
+}
+
+std::size_t RingConsumer::read(std::chrono::milliseconds timeout, const std::function<void(const RingView&)>& fn,
+                               std::size_t max) {
+  Impl& im = *impl_;
+  // Commit what was read (and handed over) so far: at the end, and every
+  // eighth of the ring, so producers get room back while a batch runs.
+  const std::uint64_t batch = im.map.capacity() / 8;
+  auto commit_read = [&im] {
+    if (im.options.auto_commit && im.read_pos > im.committed) im.store_tail(im.read_pos);
+  };
+  struct Restore {
+    Impl& im;
+    decltype(commit_read)& commit;
+    ~Restore() {
+      im.defer_commit = false;
+      commit();
+    }
+  } restore{im, commit_read};
+  im.defer_commit = true;
+  std::size_t n = 0;
+  RingView view;
+  while (n < max) {
+    std::optional<RingMessage> out;
+    try {
+      if (!im.next(n == 0 ? timeout : std::chrono::milliseconds(0), out, &view)) break;
+    } catch (const std::bad_alloc&) {
+      ++im.stats.incomplete;
+      im.report("ring: out of memory while reading a record; it is counted incomplete");
+      break;
+    }
+    if (out) detail::RingViewAccess::set_message(view, *out);
+    ++n;
+    fn(view);
+    if (im.read_pos - im.committed >= batch) commit_read();
+  }
+  return n;
 }
 
 bool RingConsumer::empty() const noexcept {

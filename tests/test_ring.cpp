@@ -43,6 +43,18 @@ std::uint64_t mono_ns() {
 
 std::string seq_body(int producer, int seq) { return fmt::format("p{} s{} {}", producer, seq, std::string(static_cast<std::size_t>(seq % 37), 'x')); }
 
+// A child that writes "before" (index 0), then reserves index 1 and raises
+// `sig` between that reservation and its commit.
+pid_t fork_reserving_producer(const std::string& name, int sig) {
+  return fork_child([&name, sig] {
+    RingProducer p(name);
+    p.write(RecordType::metrics, 0, "before");
+    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [sig] { ::raise(sig); });
+    p.write(RecordType::metrics, 1, "never committed");
+    return 0;
+  });
+}
+
 // Parses "pP sS ..." bodies.
 std::pair<int, int> parse_seq(const std::string& body) {
   int p = -1, s = -1;
@@ -76,6 +88,21 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
     // Incremental: split anywhere gives the same value.
     EXPECT_EQ(payloadrun::detail::crc32c(p + n / 3, n - n / 3, payloadrun::detail::crc32c(p, n / 3)),
               bitwise(p, n));
+  }
+  // Longer buffers take three interleaved chains (3 KiB and 192-byte
+  // steps): every length
+  // around the step boundaries, and a 64 KiB one, match the bitwise value.
+  std::string big;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 70000; ++i) {
+    x = x * 1103515245u + 12345u;
+    big.push_back(static_cast<char>(x >> 24));
+  }
+  const auto* b = reinterpret_cast<const unsigned char*>(big.data());
+  for (std::size_t n : {191u, 192u, 193u, 256u, 383u, 384u, 391u, 1000u, 3071u, 3072u, 3073u, 3080u, 3264u,
+                        6143u, 6144u, 6151u, 9300u, 65536u, 70000u}) {
+    EXPECT_EQ(payloadrun::detail::crc32c(b, n), bitwise(b, n)) << n;
+    EXPECT_EQ(payloadrun::detail::crc32c(b + 5, n - 5, payloadrun::detail::crc32c(b, 5)), bitwise(b, n)) << n;
   }
 }
 
@@ -290,13 +317,7 @@ TEST(Ring, FourProducersHundredThousandEachThroughSixtyFourKiBWithPausingConsume
 TEST(Ring, ProducerKilledBetweenReserveAndCommitIsSkippedWithACount) {
   RingName name("killed");
   RingConsumer consumer(name, {.capacity = 1 << 16});
-  const pid_t victim = fork_child([&] {
-    RingProducer p(name);
-    p.write(RecordType::metrics, 0, "before");
-    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [] { ::raise(SIGSTOP); });
-    p.write(RecordType::metrics, 1, "never committed");
-    return 0;
-  });
+  const pid_t victim = fork_reserving_producer(name, SIGSTOP);
   int status = 0;
   ASSERT_EQ(::waitpid(victim, &status, WUNTRACED), victim);
   ASSERT_TRUE(WIFSTOPPED(status));
@@ -448,6 +469,86 @@ TEST(Ring, ConsumerRestartLosesAndDuplicatesNothing) {
   }
   EXPECT_TRUE(exited_ok(wait_child(kid)));
   EXPECT_FALSE(consumer->next(50ms));
+}
+
+// RingConsumer::read (issue 16): four producers race for reservations in a
+// small ring, some messages fragmented or wrapping the ring's end; every
+// message arrives exactly once, in each producer's order, with its bytes,
+// and the space of the message being read is not given back during its
+// callback (the tail never passes a body that is being read in place).
+TEST(Ring, ReadInPlaceRacingProducersExactlyOnceAndSpaceBackOnlyAfterTheCallback) {
+  RingName name("inplace");
+  constexpr int producers = 4;
+  constexpr int per = 40000;
+  RingConsumer consumer(name, {.capacity = 64 * 1024});
+  auto body_of = [](int p, int s) {
+    // Every 997th message is larger than a quarter of the ring: fragmented.
+    return s % 997 == 0 ? seq_body(p, s) + std::string(20000, static_cast<char>('a' + p)) : seq_body(p, s);
+  };
+  std::vector<pid_t> kids;
+  for (int p = 0; p < producers; ++p) {
+    kids.push_back(fork_child([&, p] {
+      RingProducer prod(name);
+      for (int s = 0; s < per; ++s) {
+        prod.write(RecordType::metrics, static_cast<std::uint64_t>(s), body_of(p, s));
+        if (prod.queue_depth() > 256 && !prod.flush_for(60s)) return 1;
+      }
+      return prod.flush_for(60s) ? 0 : 1;
+    }));
+  }
+  std::vector<int> next_seq(producers, 0);
+  std::uint64_t total = 0, in_ring = 0, passed_tail = 0;
+  std::string first_error;
+  while (total < std::uint64_t{producers} * per) {
+    const std::size_t got = consumer.read(30s, [&](const RingView& m) {
+      const auto [p, s] = parse_seq(std::string(m.body.substr(0, 32)));
+      if (p < 0 || p >= producers || s != next_seq[static_cast<std::size_t>(p)] || m.body != body_of(p, s)) {
+        if (first_error.empty()) first_error = std::string(m.body.substr(0, 40));
+        return;
+      }
+      next_seq[static_cast<std::size_t>(p)] = s + 1;
+      const std::string origin = m.origin();
+      if (origin.rfind("r:", 0) == 0) ++in_ring;
+      if (consumer.committed_position() > m.hold().ring_position) ++passed_tail;
+      ++total;
+    });
+    ASSERT_GT(got, 0u) << "stalled after " << total << " messages";
+    ASSERT_TRUE(first_error.empty()) << "wrong, duplicated or out-of-order message: " << first_error;
+  }
+  for (pid_t k : kids) EXPECT_TRUE(exited_ok(wait_child(k)));
+  EXPECT_EQ(passed_tail, 0u) << "the tail moved past a message while its callback read it in place";
+  EXPECT_EQ(in_ring, total);
+  EXPECT_EQ(consumer.read(50ms, [](const RingView&) {}), 0u) << "no duplicate or extra message";
+  EXPECT_EQ(consumer.stats().corrupt + consumer.stats().abandoned + consumer.stats().incomplete, 0u);
+  EXPECT_EQ(consumer.stats().messages, total);
+  EXPECT_TRUE(consumer.empty());
+}
+
+// A producer SIGKILLed between its reservation and its commit: read() (as
+// next()) skips the reservation at once, counts it, and continues with the
+// records reserved behind it; a corrupt body is never handed over in place.
+TEST(Ring, ReadSkipsAKilledProducersReservationAndNeverHandsOverACorruptBody) {
+  RingName name("inplace-killed");
+  RingConsumer consumer(name, {.capacity = 1 << 16});
+  const pid_t victim = fork_reserving_producer(name, SIGKILL);
+  const int status = wait_child(victim);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  {
+    RingProducer p(name);
+    for (int i = 0; i < 4; ++i) p.write(RecordType::metrics, 100 + static_cast<std::uint64_t>(i), std::string(100, 'k'));
+  }
+  // The third of those four: flip a byte of its body.
+  const std::size_t third = detail::slot_size(6) + detail::slot_size(15) + 2 * detail::slot_size(100);
+  flip_byte(name, third + detail::record_header_size + 3);
+  std::vector<std::uint64_t> got;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (consumer.read(200ms, [&](const RingView& m) { got.push_back(m.payload_index); }) != 0) {
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{0, 100, 101, 103}));
+  EXPECT_EQ(consumer.stats().abandoned, 1u);
+  EXPECT_EQ(consumer.stats().corrupt, 1u);
+  EXPECT_LT(secs, 2.0) << "a dead producer's reservation is skipped without waiting for abandon_timeout";
 }
 
 // Levels are the application's (issue 15): a bogus SPDLOG_LEVEL is ignored

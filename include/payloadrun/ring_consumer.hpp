@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,34 @@ struct RingMessage {
   RingHold hold{};
 };
 
+namespace detail {
+struct RingViewAccess;  // library-internal
+}
+
+/// One whole message as RingConsumer::read hands it over: the body is not
+/// copied (it is in the ring's shared memory, or in the consumer's buffer
+/// for a reassembled or spilled message) and is valid only during the call.
+class PAYLOADRUN_API RingView {
+ public:
+  RecordType type = RecordType::metrics;
+  std::uint32_t pid = 0;
+  std::uint64_t payload_index = 0;
+  std::uint64_t message_id = 0;
+  std::string_view body{};
+  /// As RingMessage::origin.
+  std::string origin() const;
+  /// As RingMessage::hold.
+  RingHold hold() const;
+  /// A copy that outlives the call.
+  RingMessage to_message() const;
+
+ private:
+  friend struct detail::RingViewAccess;
+  const RingMessage* message_ = nullptr;  // the message when it is not in the ring
+  std::uint64_t ring_id_ = 0;
+  std::uint64_t position_ = 0;  // of its record in the ring
+};
+
 /// What a consumer has seen so far.
 struct RingStats {
   std::uint64_t records = 0;     ///< good records (fragments) read
@@ -77,6 +106,18 @@ class PAYLOADRUN_API RingConsumer {
   /// Spill journals of this ring are imported first (at construction, and
   /// whenever the ring has been read to its end).
   std::optional<RingMessage> next(std::chrono::milliseconds timeout);
+  /// Read in place: call `fn` for each whole message available now (at
+  /// most `max`), waiting at most `timeout` for the first, and return how
+  /// many. A message's checksum is verified before `fn` sees it; its body
+  /// is not copied (a body that wraps the ring's end is) and its ring space
+  /// is given back (with auto_commit) only after `fn` returned, a batch at
+  /// a time. Same order, origins, counts and holds as next(). Caveat: a
+  /// producer that resumes writing after its reservation was skipped as
+  /// abandoned may change bytes `fn` is reading (next() copies, then
+  /// checks; see docs/ring-format.md). An exception from `fn` propagates;
+  /// the message it was given counts as read.
+  std::size_t read(std::chrono::milliseconds timeout, const std::function<void(const RingView&)>& fn,
+                   std::size_t max = SIZE_MAX);
   /// Give back to producers the space of every message next() returned,
   /// except what `keep` holds and what partly read fragmented messages
   /// need; remove spill journals whose messages were all returned and are

@@ -12,7 +12,11 @@
 namespace payloadrun::detail {
 
 inline constexpr std::uint32_t ring_magic = 0x474e5252;    // "RRNG" little-endian
-inline constexpr std::uint32_t ring_version = 1;
+// Version 2: producers bump commit_seq and FUTEX_WAKE only while waiters
+// != 0 (the consumer re-reads the slot after raising waiters). Records
+// (here and in spill journals) keep their version-1 layout.
+inline constexpr std::uint32_t ring_version = 2;
+inline constexpr std::uint16_t record_version = 1;
 inline constexpr std::uint32_t record_magic = 0x43525250;  // "PRRC"
 inline constexpr std::uint32_t slot_reserved = 0x56534552;  // "RESV"
 inline constexpr std::uint32_t slot_committed = 0x544d4f43;  // "COMT"
@@ -36,7 +40,7 @@ struct RingHeader {
   alignas(64) std::atomic<std::uint64_t> tail;  // consumer's read position
   std::atomic<std::uint64_t> abandoned;          // reservations skipped (cumulative)
   std::atomic<std::uint64_t> corrupt;            // records failing their checksum
-  alignas(64) std::atomic<std::uint32_t> commit_seq;  // futex word: +1 per commit
+  alignas(64) std::atomic<std::uint32_t> commit_seq;  // futex word: +1 per commit that found waiters
   std::atomic<std::uint32_t> waiters;                 // consumers sleeping on commit_seq
   std::atomic<std::uint32_t> consumer_pid;            // informational
   std::uint64_t ring_id;  // random at creation: names this ring's records in sidecars
@@ -52,7 +56,7 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 struct RecordHeader {
   std::atomic<std::uint32_t> state;  // 0 / slot_reserved / slot_committed
   std::uint32_t magic;               // record_magic
-  std::uint16_t version;             // ring_version
+  std::uint16_t version;             // record_version
   std::uint16_t type;                // RecordType
   std::uint32_t pid;                 // producer pid
   std::uint64_t payload_index;
@@ -96,8 +100,14 @@ std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noe
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;
+/// CLOCK_MONOTONIC_COARSE (a few ms resolution, never ahead of
+/// monotonic_ns): record reservation times, compared only with it.
+std::uint64_t coarse_ns() noexcept;
 /// A random non-zero 64-bit value (getrandom; a clock mix if that fails).
 std::uint64_t random_u64() noexcept;
+/// This process's pid, cached (getpid is a system call); a child made by
+/// fork() refreshes it (pthread_atfork).
+std::uint32_t self_pid() noexcept;
 /// False only when `pid` certainly does not exist (ESRCH).
 bool pid_alive(std::uint32_t pid) noexcept;
 

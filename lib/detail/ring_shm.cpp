@@ -81,6 +81,76 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char
   return c32;
 }
 const bool have_sse42 = __builtin_cpu_supports("sse4.2");
+
+// Long buffers: three interleaved crc32 chains (the instruction's latency is
+// three times its issue interval), joined by shifting the earlier chains'
+// registers over the later blocks' lengths (CRC is linear over GF(2)).
+constexpr std::size_t crc_block = 1024;  // bytes per chain per step
+
+// reg(zeros(n), x): the raw register after n zero bytes from x.
+__attribute__((target("sse4.2"))) std::uint32_t crc_zeros(std::uint32_t x, std::size_t n) noexcept {
+  std::uint64_t c = x;
+  for (std::size_t i = 0; i < n; i += 8) c = __builtin_ia32_crc32di(c, 0);
+  return static_cast<std::uint32_t>(c);
+}
+
+// The linear map x -> reg(zeros(n), x) as four byte tables.
+struct CrcShift {
+  std::uint32_t t[4][256];
+  explicit CrcShift(std::size_t n) noexcept {
+    std::uint32_t basis[32];
+    for (int i = 0; i < 32; ++i) basis[i] = crc_zeros(std::uint32_t{1} << i, n);
+    for (int k = 0; k < 4; ++k) {
+      for (std::uint32_t b = 0; b < 256; ++b) {
+        std::uint32_t v = 0;
+        for (int i = 0; i < 8; ++i) {
+          if ((b >> i) & 1u) v ^= basis[8 * k + i];
+        }
+        t[k][b] = v;
+      }
+    }
+  }
+  std::uint32_t operator()(std::uint32_t x) const noexcept {
+    return t[0][x & 0xffu] ^ t[1][(x >> 8) & 0xffu] ^ t[2][(x >> 16) & 0xffu] ^ t[3][x >> 24];
+  }
+};
+
+// Whole steps of three `block`-byte chains, joined by the two shifts.
+template <std::size_t block>
+__attribute__((target("sse4.2"))) std::uint32_t crc_3way_steps(const unsigned char*& p, std::size_t& n,
+                                                                std::uint32_t crc, const CrcShift& shift1,
+                                                                const CrcShift& shift2) noexcept {
+  while (n >= 3 * block) {
+    std::uint64_t a = crc, b = 0, c = 0;
+    for (std::size_t i = 0; i < block; i += 8) {
+      std::uint64_t va, vb, vc;
+      std::memcpy(&va, p + i, 8);
+      std::memcpy(&vb, p + block + i, 8);
+      std::memcpy(&vc, p + 2 * block + i, 8);
+      a = __builtin_ia32_crc32di(a, va);
+      b = __builtin_ia32_crc32di(b, vb);
+      c = __builtin_ia32_crc32di(c, vc);
+    }
+    crc = shift2(static_cast<std::uint32_t>(a)) ^ shift1(static_cast<std::uint32_t>(b)) ^
+          static_cast<std::uint32_t>(c);
+    p += 3 * block;
+    n -= 3 * block;
+  }
+  return crc;
+}
+
+constexpr std::size_t crc_small_block = 64;  // records of a few hundred bytes
+
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42_3way(const unsigned char* p, std::size_t n,
+                                                                   std::uint32_t crc) noexcept {
+  static const CrcShift shift1(crc_block);
+  static const CrcShift shift2(2 * crc_block);
+  static const CrcShift small1(crc_small_block);
+  static const CrcShift small2(2 * crc_small_block);
+  crc = crc_3way_steps<crc_block>(p, n, crc, shift1, shift2);
+  crc = crc_3way_steps<crc_small_block>(p, n, crc, small1, small2);
+  return crc32c_sse42(p, n, crc);
+}
 #endif
 
 }  // namespace
@@ -89,7 +159,11 @@ std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcep
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
 #if defined(__x86_64__)
-  crc = have_sse42 ? crc32c_sse42(p, n, crc) : crc32c_table(p, n, crc);
+  if (!have_sse42) {
+    crc = crc32c_table(p, n, crc);
+  } else {
+    crc = n >= 3 * crc_small_block ? crc32c_sse42_3way(p, n, crc) : crc32c_sse42(p, n, crc);
+  }
 #else
   crc = crc32c_table(p, n, crc);
 #endif
@@ -103,6 +177,27 @@ std::uint32_t header_crc(const RecordHeader& h) noexcept {
 std::uint64_t monotonic_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+std::atomic<std::uint32_t> cached_pid{0};
+void refresh_pid() noexcept { cached_pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed); }
+}  // namespace
+
+std::uint32_t self_pid() noexcept {
+  static const bool registered = [] {
+    refresh_pid();
+    ::pthread_atfork(nullptr, nullptr, refresh_pid);
+    return true;
+  }();
+  (void)registered;
+  return cached_pid.load(std::memory_order_relaxed);
+}
+
+std::uint64_t coarse_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
@@ -259,6 +354,13 @@ void RingMap::copy_out(std::uint64_t pos, char* dst, std::size_t n) const noexce
   const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
   std::memcpy(dst, data_ + off, first);
   if (first < n) std::memcpy(dst + first, data_, n - first);
+}
+
+void RingMap::copy_out(std::uint64_t pos, std::string& dst, std::size_t n) const {
+  const std::uint64_t off = pos & mask();
+  const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
+  dst.assign(reinterpret_cast<const char*>(data_ + off), first);
+  if (first < n) dst.append(reinterpret_cast<const char*>(data_), n - first);
 }
 
 std::uint32_t RingMap::crc_at(std::uint64_t pos, std::size_t n) const noexcept {

@@ -123,7 +123,7 @@ std::string write_spill(const std::string& dir, const std::string& ring_name, st
     RecordHeader rh;
     std::memset(static_cast<void*>(&rh), 0, sizeof rh);
     rh.magic = record_magic;
-    rh.version = ring_version;
+    rh.version = record_version;
     rh.type = r.meta.type;
     rh.pid = r.meta.pid;
     rh.payload_index = r.meta.payload_index;
@@ -224,7 +224,7 @@ SpillContents read_spill(const std::string& path) {
     std::memcpy(static_cast<void*>(&rh), data.data() + off, sizeof rh);
     if (rh.magic == 0 && rh.header_crc == 0) break;  // reserved, never written (fallocate'd tail)
     const std::uint64_t slot = slot_size(rh.length);
-    if (rh.magic != record_magic || rh.header_crc != header_crc(rh) || rh.version != ring_version ||
+    if (rh.magic != record_magic || rh.header_crc != header_crc(rh) || rh.version != record_version ||
         off + record_header_size + rh.length > data.size()) {
       out.problems.push_back(fmt::format("spill file {}: record at offset {} is torn or corrupt; "
                                          "{} bytes after it are not imported",
