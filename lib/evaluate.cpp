@@ -123,6 +123,15 @@ class MissingMetric {
     AssertDetail d = missing_metric(metric);
     if (output_ == nullptr) return d;
     if (!metrics_.empty()) {
+      // Each search scans every name: a bounded number per evaluation.
+      if (searched_ == max_searched) {
+        d.message += fmt::format(": the document on {} has {} metrics (closest names are given for the first {} "
+                                 "missing)",
+                                 metrics_[0].stream == MetricStream::stderr_stream ? "stderr" : "stdout",
+                                 metrics_.size(), max_searched);
+        return d;
+      }
+      ++searched_;
       d.message += ": " + missing_metric_reason(metric, metrics_, output_);
       return d;
     }
@@ -135,6 +144,8 @@ class MissingMetric {
   const PayloadMetrics& metrics_;
   const CapturedOutput* output_;
   mutable std::string streams_;
+  static constexpr std::size_t max_searched = 8;
+  mutable std::size_t searched_ = 0;
 };
 
 std::string format_exit_mismatch(int actual, int expected, std::string_view stderr_text) {

@@ -99,11 +99,26 @@ TEST(MissingMetricReason, NamesTheClosestMetrics) {
                  "wakeup.p99"});
 }
 
+// Every search scans all names: at most 8 per evaluation, so a document of
+// many metrics and many missing checks costs a bounded time on the loop.
+TEST(MissingMetricReason, SearchesForTheFirstEightMissingOnly) {
+  std::vector<MetricCheck> checks;
+  for (int i = 0; i < 10; ++i) checks.push_back(MetricCheck::exists(fmt::format("m{}", i)));
+  const Msgs got = messages(eval_output(checks, R"({"x": {"m0": 1, "m9": 2}})"));
+  ASSERT_EQ(got.size(), 10u);
+  const std::string has = " not found in payload output: the document on stdout has 2 metrics";
+  EXPECT_EQ(got[0], "metric 'm0'" + has + "; closest: x.m0, x.m9");
+  EXPECT_EQ(got[7], "metric 'm7'" + has + "; closest: x.m0, x.m9");
+  EXPECT_EQ(got[9], "metric 'm9' not found in payload output: the document on stdout has 2 metrics (closest names "
+                    "are given for the first 8 missing)");
+}
+
 TEST(MissingMetricReason, WithoutTheOutputTheSeedsMessageStays) {
   PayloadMetrics pm;
   pm.add("jobs.0.read.iops", 1);
   const std::vector<MetricCheck> checks = {MetricCheck::exists("iops")};
   EXPECT_EQ(messages(pr::evaluate_checks(checks, pm, "")), Msgs{"metric 'iops' not found in payload output"});
-  EXPECT_EQ(pr::missing_metric_reason("iops", pm, nullptr), "the document on stdout has 1 metric; closest: jobs.0.read.iops");
+  EXPECT_EQ(pr::missing_metric_reason("iops", pm, nullptr),
+            "the document on stdout has 1 metric; closest: jobs.0.read.iops");
   EXPECT_EQ(pr::missing_metric_reason("iops", PayloadMetrics{}, nullptr), "no metrics were extracted");
 }

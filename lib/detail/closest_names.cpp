@@ -9,6 +9,10 @@
 namespace payloadrun::detail {
 namespace {
 
+// Cells of edit-distance tables one call may fill (about 0.1 s): past it,
+// the remaining names are ranked by suffix and substring only.
+constexpr std::size_t edit_distance_budget = 50'000'000;
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -66,6 +70,7 @@ ClosestNames closest_names(std::string_view wanted, const PayloadMetrics& metric
   std::vector<Candidate> found;
   std::unordered_set<std::string_view> seen;
   std::size_t order = 0;
+  std::size_t budget = edit_distance_budget;
   for (const Metric m : metrics) {
     const std::string_view name = m.name;
     ++order;
@@ -80,7 +85,8 @@ ClosestNames closest_names(std::string_view wanted, const PayloadMetrics& metric
       rank = 1;
     } else if (name_lower.find(wanted_lower) != std::string::npos) {
       rank = 2;
-    } else if (wanted.size() <= 256) {
+    } else if (wanted.size() <= 256 && budget >= wanted.size() * 2 * name.size()) {
+      budget -= wanted.size() * 2 * name.size();  // the two edit distances' cells, at most
       const std::size_t whole = edit_distance(wanted_lower, name_lower, max_distance);
       const std::size_t tail = edit_distance(wanted_lower, last_segments(name_lower, segments), max_distance);
       distance = std::min(whole, tail);

@@ -19,7 +19,9 @@ struct ClosestNames {
 /// Up to `limit` distinct names of `metrics` close to `wanted`, ranked: a
 /// name ending with "." + wanted; containing it between dots; containing it
 /// anywhere (case-insensitive); then within a small edit distance of it or of
-/// the name's last segments. Shorter, then earlier names first within a rank.
+/// the name's last segments (within a bounded amount of work: a huge document
+/// gets the first two ranks only past it). Shorter, then earlier names first
+/// within a rank.
 ClosestNames closest_names(std::string_view wanted, const PayloadMetrics& metrics, std::size_t limit = 3);
 
 /// Levenshtein distance of `a` and `b`, or `limit + 1` once it exceeds `limit`.
