@@ -43,7 +43,8 @@ struct CapturedOutput {
 /// rule reads only that region; a document without numbers); with metrics,
 /// how many the document on which stream has and up to three closest names
 /// (name suffix, substring, then edit distance), or a few of its names when
-/// none is close.
+/// none is close; names are searched for the first 8 missing metrics of one
+/// evaluation, the others get the count only.
 PAYLOADRUN_API AssertResult evaluate_checks(std::span<const MetricCheck> checks,
                                             const PayloadMetrics& metrics,
                                             const CapturedOutput& output);
