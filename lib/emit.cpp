@@ -85,7 +85,7 @@ Completion evaluate_invocation(SupervisorImpl& impl, Invocation& inv) {
     }
   }
   apply_hints(m, p.metrics);
-  AssertResult checked = evaluate_checks(inv.checks, m, c.stderr_text);
+  AssertResult checked = evaluate_checks(inv.checks, m, CapturedOutput{c.stdout_text, c.stderr_text});
   checked.merge(std::move(c.result));  // a lost status (above) stays a failure
   c.result = std::move(checked);
   explain_lost_output(inv, c);

@@ -15,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "detail/closest_names.hpp"
 #include "detail/metrics_access.hpp"
+#include "payloadrun/extract.hpp"
 
 namespace payloadrun {
 namespace {
@@ -75,6 +77,77 @@ AssertDetail missing_metric(std::string_view metric) {
   return other_detail(fmt::format("metric '{}' not found in payload output", metric));
 }
 
+// Up to `max` bytes of `s` on one line (control characters as spaces), cut
+// at a UTF-8 boundary, quoted.
+std::string short_quote(std::string_view s, std::size_t max = 60) {
+  std::string out = "\"";
+  std::size_t n = std::min(s.size(), max);
+  while (n > 0 && n < s.size() && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  for (char c : s.substr(0, n)) out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
+  if (n < s.size()) out += "...";
+  return out + "\"";
+}
+
+// What one stream held, when it yielded no metric.
+std::string describe_stream(std::string_view name, std::string_view text) {
+  const DocumentSearch found = search_document(text);
+  switch (found.outcome) {
+    case DocumentSearch::Outcome::empty:
+      return fmt::format("{} is empty", name);
+    case DocumentSearch::Outcome::no_opener:
+      return fmt::format("{} has no JSON document ({} bytes, no '{{' or '[')", name, text.size());
+    case DocumentSearch::Outcome::unbalanced:
+      return fmt::format("{} has no JSON document (the '{}' at offset {} is never closed)", name,
+                         text[found.offset], found.offset);
+    case DocumentSearch::Outcome::not_json:
+      return fmt::format("{}'s first balanced region, at offset {}, is not JSON: {} (only that region is read)",
+                         name, found.offset, short_quote(text.substr(found.offset, found.length)));
+    case DocumentSearch::Outcome::document:
+      break;
+  }
+  return fmt::format("{}'s JSON document, at offset {}, has no number", name, found.offset);
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// The detail of a missing metric: ktstr's message, then, when the output is
+// known, why (the streams' description is the same for every metric: kept).
+class MissingMetric {
+ public:
+  MissingMetric(const PayloadMetrics& metrics, const CapturedOutput* output) : metrics_(metrics), output_(output) {}
+  AssertDetail operator()(std::string_view metric) const {
+    AssertDetail d = missing_metric(metric);
+    if (output_ == nullptr) return d;
+    if (!metrics_.empty()) {
+      // Each search scans every name: a bounded number per evaluation.
+      if (searched_ == max_searched) {
+        d.message += fmt::format(": the document on {} has {} metrics (closest names are given for the first {} "
+                                 "missing)",
+                                 metrics_[0].stream == MetricStream::stderr_stream ? "stderr" : "stdout",
+                                 metrics_.size(), max_searched);
+        return d;
+      }
+      ++searched_;
+      d.message += ": " + missing_metric_reason(metric, metrics_, output_);
+      return d;
+    }
+    if (streams_.empty()) streams_ = missing_metric_reason(metric, metrics_, output_);
+    d.message += ": " + streams_;
+    return d;
+  }
+
+ private:
+  const PayloadMetrics& metrics_;
+  const CapturedOutput* output_;
+  mutable std::string streams_;
+  static constexpr std::size_t max_searched = 8;
+  mutable std::size_t searched_ = 0;
+};
+
 std::string format_exit_mismatch(int actual, int expected, std::string_view stderr_text) {
   const std::string_view trimmed = trim_end(stderr_text);
   if (trimmed.empty()) {
@@ -85,9 +158,10 @@ std::string format_exit_mismatch(int actual, int expected, std::string_view stde
 }
 
 // The detail of one metric-level check given the looked-up value.
-std::optional<AssertDetail> judge(const MetricCheck& check, std::optional<double> actual) {
+std::optional<AssertDetail> judge(const MetricCheck& check, std::optional<double> actual,
+                                  const MissingMetric& missing) {
   const std::string& m = check.metric();
-  if (!actual) return missing_metric(m);
+  if (!actual) return missing(m);
   const double v = *actual;
   switch (check.kind()) {
     case MetricCheck::Kind::exists:
@@ -291,8 +365,10 @@ std::optional<AssertDetail> exit_code_mismatch_detail(std::span<const MetricChec
   return std::nullopt;
 }
 
-AssertResult evaluate_checks(std::span<const MetricCheck> checks, const PayloadMetrics& metrics,
-                             std::string_view stderr_text) {
+namespace {
+
+AssertResult evaluate(std::span<const MetricCheck> checks, const PayloadMetrics& metrics,
+                      std::string_view stderr_text, const CapturedOutput* output) {
   AssertResult result = AssertResult::pass();
   if (auto detail = exit_code_mismatch_detail(checks, metrics.exit_code, stderr_text)) {
     result.merge(AssertResult::fail(std::move(*detail)));
@@ -317,13 +393,50 @@ AssertResult evaluate_checks(std::span<const MetricCheck> checks, const PayloadM
     return detail::MetricsAccess::records(metrics)[it->second].value;
   };
 
+  const MissingMetric missing(metrics, output);
   for (const MetricCheck& c : checks) {
     if (!c.is_metric_level()) continue;  // already evaluated in the pre-pass
-    if (auto detail = judge(c, lookup(c.metric()))) {
+    if (auto detail = judge(c, lookup(c.metric()), missing)) {
       result.merge(AssertResult::fail(std::move(*detail)));
     }
   }
   return result;
+}
+
+}  // namespace
+
+AssertResult evaluate_checks(std::span<const MetricCheck> checks, const PayloadMetrics& metrics,
+                             std::string_view stderr_text) {
+  return evaluate(checks, metrics, stderr_text, nullptr);
+}
+
+AssertResult evaluate_checks(std::span<const MetricCheck> checks, const PayloadMetrics& metrics,
+                             const CapturedOutput& output) {
+  return evaluate(checks, metrics, output.stderr_text, &output);
+}
+
+std::string missing_metric_reason(std::string_view metric, const PayloadMetrics& metrics,
+                                  const CapturedOutput* output) {
+  if (metrics.empty()) {
+    if (output == nullptr) return "no metrics were extracted";
+    std::string why = describe_stream("stdout", output->stdout_text);
+    if (!trim_end(output->stderr_text).empty()) why += "; " + describe_stream("stderr", output->stderr_text);
+    return why;
+  }
+  const char* stream = metrics[0].stream == MetricStream::stderr_stream ? "stderr" : "stdout";
+  const detail::ClosestNames close = detail::closest_names(metric, metrics);
+  const std::string counted = fmt::format("the document on {} has {} metric{}", stream, metrics.size(),
+                                          metrics.size() == 1 ? "" : "s");
+  if (close.names.empty()) {
+    std::vector<std::string> first;
+    for (std::size_t i = 0; i < metrics.size() && first.size() < 3; ++i) first.emplace_back(metrics[i].name);
+    return fmt::format("{}, none with a close name (first: {})", counted, join_names(first));
+  }
+  std::string why = fmt::format("{}; closest: {}", counted, join_names(close.names));
+  if (close.more_containing > 0) {
+    why += fmt::format(" (and {} more containing '{}')", close.more_containing, metric);
+  }
+  return why;
 }
 
 std::string stderr_tail(std::string_view text, std::size_t max_bytes) {

@@ -201,6 +201,7 @@ struct __attribute__((visibility("hidden"))) Extractor::Impl {
   }
 
   bool parse(std::string_view json, bool allow_lossy);
+  DocumentSearch locate(std::string_view text);
   void run(std::string_view text);
   void walk_object(std::size_t k, std::size_t depth);
   bool has_repeated_key(std::size_t k, std::size_t closer) const noexcept;
@@ -251,23 +252,35 @@ bool Extractor::Impl::parse(std::string_view json, bool allow_lossy) {
   return true;
 }
 
+// The whole trimmed text first; then the first balanced region. On
+// `document` the tape holds it.
+DocumentSearch Extractor::Impl::locate(std::string_view text) {
+  using Outcome = DocumentSearch::Outcome;
+  if (parser_.max_depth() != max_parse_depth &&
+      parser_.allocate(std::max<std::size_t>(text.size(), 4096), max_parse_depth) != simdjson::SUCCESS) {
+    return {Outcome::not_json, 0, text.size()};  // out of memory: nothing parses
+  }
+  const auto at = [&](std::string_view part) { return static_cast<std::size_t>(part.data() - text.data()); };
+  const std::string_view trimmed = rust_trim(text);
+  if (trimmed.empty()) return {};
+  if (could_be_one_value(trimmed) && parse(trimmed, true)) return {Outcome::document, at(trimmed), trimmed.size()};
+  const auto region = find_json_region(text);
+  if (!region) {
+    const std::size_t opener = text.find_first_of("{[");
+    if (opener == std::string_view::npos) return {Outcome::no_opener, 0, 0};
+    return {Outcome::unbalanced, opener, 0};
+  }
+  const bool same = region->data() == trimmed.data() && region->size() == trimmed.size();
+  if (same || !parse(*region, true)) return {Outcome::not_json, at(*region), region->size()};
+  return {Outcome::document, at(*region), region->size()};
+}
+
 void Extractor::Impl::run(std::string_view text) {
   truncated_ = false;
   full_ = false;
   path_.clear();
-  if (parser_.max_depth() != max_parse_depth &&
-      parser_.allocate(std::max<std::size_t>(text.size(), 4096), max_parse_depth) != simdjson::SUCCESS) {
-    return;
-  }
   if (levels_.empty()) levels_.resize(max_walk_depth + 1);
-  // The whole trimmed text first; then the first balanced region.
-  const std::string_view trimmed = rust_trim(text);
-  if (!could_be_one_value(trimmed) || !parse(trimmed, true)) {
-    const auto region = find_json_region(text);
-    if (!region) return;
-    const bool same = region->data() == trimmed.data() && region->size() == trimmed.size();
-    if (same || !parse(*region, true)) return;
-  }
+  if (locate(text).outcome != DocumentSearch::Outcome::document) return;
   reserve_output();
   switch (type_at(tape_[1])) {  // tape_[0] is the root marker
     case '{': walk_object(1, 0); break;
@@ -493,6 +506,24 @@ std::size_t Extractor::extract(std::string_view text, MetricSource source, Metri
   }
   if (impl != nullptr) impl->finish();
   return records.size() - first_record;
+}
+
+DocumentSearch Extractor::search(std::string_view text) noexcept {
+  try {
+    if (!impl_) impl_ = std::make_unique<Impl>();
+    return impl_->locate(text);
+  } catch (...) {
+    return {DocumentSearch::Outcome::not_json, 0, text.size()};  // out of memory
+  }
+}
+
+DocumentSearch search_document(std::string_view text) noexcept {
+  try {
+    Extractor extractor;
+    return extractor.search(text);
+  } catch (...) {
+    return {DocumentSearch::Outcome::not_json, 0, text.size()};
+  }
 }
 
 std::size_t extract_metrics(std::string_view text, MetricSource source, MetricStream stream,

@@ -315,3 +315,46 @@ TEST(FindJsonRegion, Cases) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// search_document: the same rule, saying what it found (issue 18).
+
+namespace {
+using Outcome = payloadrun::DocumentSearch::Outcome;
+}
+
+TEST(SearchDocument, SaysWhichCaseTheRuleMet) {
+  using payloadrun::search_document;
+  EXPECT_EQ(search_document(" \n\t").outcome, Outcome::empty);
+  EXPECT_EQ(search_document("Benchmark done, 3 runs").outcome, Outcome::no_opener);
+  const auto unbalanced = search_document("results: {\"a\": [1, 2]");
+  EXPECT_EQ(unbalanced.outcome, Outcome::unbalanced);
+  EXPECT_EQ(unbalanced.offset, 9u);
+  // hyperfine's table comes before its JSON: the first balanced region is
+  // `[User: ...]`, which is not JSON (ktstr's rule stops there).
+  const std::string hyperfine = "  Time (mean):  1.1 ms    [User: 0.3 ms, System: 0.0 ms]\n{\"results\": [{\"mean\": 1}]}";
+  const auto table = search_document(hyperfine);
+  EXPECT_EQ(table.outcome, Outcome::not_json);
+  EXPECT_EQ(hyperfine.substr(table.offset, table.length), "[User: 0.3 ms, System: 0.0 ms]");
+  const auto whole = search_document("  {\"a\": 1}\n");
+  EXPECT_EQ(whole.outcome, Outcome::document);
+  EXPECT_EQ(whole.offset, 2u);
+  EXPECT_EQ(whole.length, 8u);
+  const std::string banner = "fio-3.33\n{\"iops\": 5} done";
+  const auto region = search_document(banner);
+  EXPECT_EQ(region.outcome, Outcome::document);
+  EXPECT_EQ(banner.substr(region.offset, region.length), "{\"iops\": 5}");
+  // Whatever extract() yields metrics from is a document; what it yields
+  // nothing from is not, on the inputs of the suite's other cases.
+  for (std::string_view text : {"[   0.001234] kernel\n{\"iops\": 1}", "{\"a\": 1e999}", "[1, 2", "{\"s\": \"x\"}",
+                                "\"just a string\"", "42", "{\"a\":1}{\"b\":2}"}) {
+    const bool any = !extract(std::string(text)).empty();
+    const auto found = search_document(text);
+    if (any) {
+      EXPECT_EQ(found.outcome, Outcome::document) << text;
+    }
+  }
+  EXPECT_EQ(search_document("[1, 2").outcome, Outcome::unbalanced);
+  EXPECT_EQ(search_document("{\"s\": \"x\"}").outcome, Outcome::document);  // a document without numbers
+  EXPECT_EQ(search_document("{\"a\": 1e999}").outcome, Outcome::not_json);  // out of double range
+}

@@ -14,6 +14,7 @@ using namespace payloadrun;
 using namespace payloadrun_test;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 namespace {
 
@@ -82,8 +83,11 @@ TEST_F(SupervisorTest, MissingMetricsFailLoudly) {
   auto c = sup().payload(p).check(MetricCheck::exists("iops")).check(MetricCheck::min("lat", 1)).run();
   EXPECT_FALSE(c.result.passed);
   ASSERT_EQ(c.result.details.size(), 2u);
-  EXPECT_EQ(c.result.details[0].message, "metric 'iops' not found in payload output");
-  EXPECT_EQ(c.result.details[1].message, "metric 'lat' not found in payload output");
+  // ktstr's message, then why (issue 18).
+  EXPECT_THAT(c.result.details[0].message,
+              StartsWith("metric 'iops' not found in payload output: stdout has no JSON document"));
+  EXPECT_THAT(c.result.details[1].message,
+              StartsWith("metric 'lat' not found in payload output: stdout has no JSON document"));
 }
 
 TEST_F(SupervisorTest, BuilderComposesArgsAndChecksLikeTheSeed) {

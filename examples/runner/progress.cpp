@@ -7,27 +7,10 @@
 #include <fmt/format.h>
 #include <payloadrun/check.hpp>
 
+#include "report.hpp"
 #include "say.hpp"
 
 namespace runner {
-namespace {
-
-// Newlines become " | " (a stderr tail stays readable on one line), then
-// cut to `max` bytes at a UTF-8 boundary.
-std::string one_line(std::string_view text, std::size_t max) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
-  std::string s;
-  for (char c : text) {
-    if (c == '\n') s += " | ";
-    else s += c;
-  }
-  if (s.size() <= max) return s;
-  std::size_t cut = max;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return s.substr(0, cut) + "...";
-}
-
-}  // namespace
 
 Progress::Progress(std::FILE* out, bool terminal, bool enabled)
     : out_(out), terminal_(terminal), enabled_(enabled), last_draw_(std::chrono::steady_clock::now()) {}
@@ -63,7 +46,7 @@ void Progress::on_done(const InvocationRecord& r, const RunCounters& c) {
   if (!enabled_) return;
   if (!r.passed && r.interrupted.empty()) {  // the interrupted: counted at the end
     std::string first = r.details.empty() ? (r.timed_out ? "timed out" : "failed") : r.details.front().message;
-    first = one_line(first, 240);
+    first = cut_utf8(detail_line(first), 240);  // the stderr's last line, not its first
     const char* kind = r.details.empty() ? "other" : payloadrun::to_string(r.details.front().kind);
     if (terminal_ && line_drawn_) say(out_, "\r\x1b[K");
     say(out_, "FAILED {}#{}: [{}] {}\n", r.payload, r.invocation, kind, first);

@@ -178,6 +178,10 @@ InvocationRecord read_invocation(const std::string& file, element e, std::size_t
   rec.stdout_truncated = f.boolean("stdout_truncated");
   rec.stderr_truncated = f.boolean("stderr_truncated");
   rec.duration_ms = f.number_or_null("duration_ms");
+  // Written since issue 18; reports from before have none.
+  if (f.has("started_unix_ms")) rec.started_unix_ms = f.number_or_null("started_unix_ms");
+  if (f.has("stdout_tail")) rec.stdout_tail = f.str("stdout_tail");
+  if (f.has("stderr_tail")) rec.stderr_tail = f.str("stderr_tail");
   return rec;
 }
 

@@ -14,6 +14,7 @@
 #include <payloadrun/supervisor.hpp>
 
 #include "interrupt.hpp"
+#include "report.hpp"
 
 namespace runner {
 namespace {
@@ -116,6 +117,7 @@ class ScenarioRun {
       --running_;
       InvocationRecord rec = base_record(scenario_index, invocation);
       rec.exit_code = -1;
+      rec.started_unix_ms = wall_clock_ms();
       rec.details.push_back({payloadrun::DetailKind::spawn, e.what()});
       finish(std::move(rec));
     }
@@ -157,6 +159,8 @@ class ScenarioRun {
     rec.stdout_truncated = c.metrics.stdout_truncated;
     rec.stderr_truncated = c.metrics.stderr_truncated;
     rec.duration_ms = std::chrono::duration<double, std::milli>(c.metrics.duration).count();
+    rec.started_unix_ms = wall_clock_ms() - rec.duration_ms;
+    if (!rec.passed) keep_output_tails(rec, c.stdout_text, c.stderr_text);
     finish(std::move(rec));
     start_more();
   }

@@ -32,6 +32,13 @@ struct InvocationRecord {
   bool stdout_truncated = false;
   bool stderr_truncated = false;
   double duration_ms = 0;
+  /// When it started: milliseconds since the Unix epoch (0: not known, as in
+  /// reports written before this field).
+  double started_unix_ms = 0;
+  /// A failed invocation's last output (report.hpp output_tail; empty when
+  /// it passed), for the reports (JUnit <system-out>/<system-err>).
+  std::string stdout_tail;
+  std::string stderr_tail;
   /// Non-empty when an interrupt (SIGINT/SIGTERM) cut the invocation short:
   /// the message of its "interrupted" detail. Such an invocation never passes.
   std::string interrupted;

@@ -29,6 +29,32 @@ PAYLOADRUN_API AssertResult evaluate_checks(std::span<const MetricCheck> checks,
                                             const PayloadMetrics& metrics,
                                             std::string_view stderr_text);
 
+/// The captured output metrics were extracted from (stdout first, stderr
+/// when stdout yields none), for explaining a missing metric.
+struct CapturedOutput {
+  std::string_view stdout_text;
+  std::string_view stderr_text;
+};
+
+/// evaluate_checks as above, where a missing metric's detail ("metric 'X'
+/// not found in payload output: ...") also says why: with no metrics, what
+/// each stream held (empty; no JSON document; an opener never closed; the
+/// first balanced region, at offset N, not JSON, with a short quote: ktstr's
+/// rule reads only that region; a document without numbers); with metrics,
+/// how many the document on which stream has and up to three closest names
+/// (name suffix, substring, then edit distance), or a few of its names when
+/// none is close; names are searched for the first 8 missing metrics of one
+/// evaluation, the others get the count only.
+PAYLOADRUN_API AssertResult evaluate_checks(std::span<const MetricCheck> checks,
+                                            const PayloadMetrics& metrics,
+                                            const CapturedOutput& output);
+
+/// Why `metric` is missing from `metrics`, in the words evaluate_checks with
+/// a CapturedOutput appends to the detail; `output` null: from the metrics
+/// alone.
+PAYLOADRUN_API std::string missing_metric_reason(std::string_view metric, const PayloadMetrics& metrics,
+                                                 const CapturedOutput* output);
+
 /// The detail of the first exit_code_eq check that `exit_code` fails, if any.
 PAYLOADRUN_API std::optional<AssertDetail> exit_code_mismatch_detail(
     std::span<const MetricCheck> checks, int exit_code, std::string_view stderr_text);

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -41,6 +42,24 @@ inline constexpr std::string_view walk_truncation_sentinel = "__walk_json_leaves
 /// matching closer, or nullopt when there is no opener or it is unbalanced.
 PAYLOADRUN_API std::optional<std::string_view> find_json_region(std::string_view text) noexcept;
 
+/// What the document finding above makes of a text, for diagnostics: why a
+/// text yields no metrics, or where the document it yields is.
+struct DocumentSearch {
+  enum class Outcome : std::uint8_t {
+    empty,       ///< nothing but whitespace
+    no_opener,   ///< not one JSON value, and no `{` or `[` in it
+    unbalanced,  ///< not one JSON value, and its first opener (at `offset`) is never closed
+    not_json,    ///< the text tried last (`offset`, `length`: the first balanced region) is not JSON
+    document,    ///< the JSON document at `offset`, `length` bytes long (metrics come from it)
+  };
+  Outcome outcome = Outcome::empty;
+  std::size_t offset = 0;  ///< byte offset into the text
+  std::size_t length = 0;  ///< bytes (0 for empty, no_opener and unbalanced)
+};
+
+/// Search `text` as extraction does (same rules, same parser); never throws.
+PAYLOADRUN_API DocumentSearch search_document(std::string_view text) noexcept;
+
 /// A reusable extractor (keeps its parser buffers between calls). Not
 /// thread-safe; use one per thread.
 class PAYLOADRUN_API Extractor {
@@ -55,6 +74,9 @@ class PAYLOADRUN_API Extractor {
   /// Never throws for any input.
   std::size_t extract(std::string_view text, MetricSource source, MetricStream stream,
                       PayloadMetrics& out) noexcept;
+
+  /// search_document with this extractor's buffers.
+  DocumentSearch search(std::string_view text) noexcept;
 
  private:
   struct Impl;
