@@ -145,6 +145,14 @@ void pin_to(int cpu) {
   if (::sched_setaffinity(0, sizeof set, &set) != 0) bench::fail("sched_setaffinity failed (--pin)");
 }
 
+// The producer process, pinned to CPU 1 under --pin (0 in the child).
+pid_t fork_producer() {
+  const pid_t pid = ::fork();
+  if (pid < 0) bench::fail("fork failed");
+  if (pid == 0) pin_to(1);
+  return pid;
+}
+
 // --- ring -----------------------------------------------------------------------
 
 std::string live_ring;  // removed at exit too, so a failed check leaves no /dev/shm name
@@ -168,10 +176,8 @@ double run_ring(std::size_t n, std::size_t size, const std::string& pattern, std
   Verifier v(n, size, pattern, what);
   const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
-  const pid_t pid = ::fork();
-  if (pid < 0) bench::fail("fork failed");
+  const pid_t pid = fork_producer();
   if (pid == 0) {
-    pin_to(1);
     int rc = 0;
     try {
       payloadrun::RingProducer producer(name, opts);
@@ -247,10 +253,8 @@ double run_bare(std::size_t n, std::size_t size, const std::string& pattern, std
   Verifier v(n, size, pattern, what);
   const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
-  const pid_t pid = ::fork();
-  if (pid < 0) bench::fail("fork failed");
+  const pid_t pid = fork_producer();
   if (pid == 0) {
-    pin_to(1);
     std::uint64_t head = 0, tail = 0;
     for (std::uint64_t seq = 0; seq < n; ++seq) {
       while (head + slot - tail > capacity) {
@@ -304,10 +308,8 @@ double run_stream(bool socket, std::size_t n, std::size_t size, const std::strin
   Verifier v(n, size, pattern, what);
   const double cpu0 = self_cpu();
   const auto t0 = bench::clock::now();
-  const pid_t pid = ::fork();
-  if (pid < 0) bench::fail("fork failed");
+  const pid_t pid = fork_producer();
   if (pid == 0) {
-    pin_to(1);
     ::close(fds[0]);
     std::string frame(4 + size, '\0');
     const auto len = static_cast<std::uint32_t>(size);
