@@ -271,7 +271,7 @@ TEST(Merge, DemoSlicesGiveTheUnshardedVerdictsMetricsAndCounts) {
   const std::vector<std::vector<std::string>> envs = {
       {},
       {"JOB_COMPLETION_INDEX=1", "PAYLOADRUN_SHARD_COUNT=4"},
-      {"SLURM_ARRAY_TASK_ID=12", "SLURM_ARRAY_TASK_MIN=10", "SLURM_ARRAY_TASK_COUNT=4"},
+      {"SLURM_ARRAY_TASK_ID=12", "SLURM_ARRAY_TASK_MIN=10", "SLURM_ARRAY_TASK_MAX=13", "SLURM_ARRAY_TASK_COUNT=4"},
       {"TEST_SHARD_INDEX=3", "TEST_TOTAL_SHARDS=4"}};
   std::vector<std::string> merge_args = {"merge", dir.file("merged.json")};
   for (std::size_t i = 0; i < envs.size(); ++i) {
@@ -573,7 +573,7 @@ TEST(Examples, SlurmScriptRunsFourSlicesAndMergesUnderAFakeArray) {
   for (int task = 0; task < 4; ++task) {
     std::vector<std::string> env = common;
     env.insert(env.end(), {fmt::format("SLURM_ARRAY_TASK_ID={}", task), "SLURM_ARRAY_TASK_COUNT=4",
-                           "SLURM_ARRAY_TASK_MIN=0"});
+                           "SLURM_ARRAY_TASK_MIN=0", "SLURM_ARRAY_TASK_MAX=3", "SLURM_ARRAY_TASK_STEP=1"});
     const ProgramResult r = run_process({"bash", script}, std::chrono::seconds(90), env);
     ASSERT_EQ(r.status, 0) << r.out << r.err;
   }
