@@ -635,31 +635,64 @@ print("ok")
   r = run_process({"bash", "-n", script}, std::chrono::seconds(30));
   EXPECT_EQ(r.status, 0) << r.err;
   const std::string text = read_file(script);
-  for (const char* needle : {"#SBATCH --array=0-3", "SLURM_ARRAY_TASK_ID", "payloadrun\" merge", "afterany:",
-                             "sbatch --parsable"}) {
+  for (const char* needle : {"#SBATCH --array=0-3", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_JOB_ID", "payloadrun\" merge",
+                             "afterany:", "sbatch --parsable", "sbatch --wait", "trap "}) {
     EXPECT_THAT(text, HasSubstr(needle));
   }
   EXPECT_EQ(::access(script.c_str(), X_OK), 0) << "the script is executable";
 }
 
+// The script's tasks and merge under a faked array environment (the real
+// Slurm runs it in the "slurm" suite, tests/slurm_test.py): results per
+// array job, a line per task naming its shard despite --quiet, exit 1 of a
+// task mapped to 0, a re-run into the same directory merging only its own
+// slices.
 TEST(Examples, SlurmScriptRunsFourSlicesAndMergesUnderAFakeArray) {
   TempDir dir;
   const std::string script = examples_source_dir() + "/slurm/payloadrun-demo-array.sh";
+  write_file(dir.file("s.json"), small_scenario);
+  write_file(dir.file("f.json"), replace_once(small_scenario, "\"binary\": \"true\"",
+                                              "\"binary\": \"false\", \"checks\": [{\"exit_code\": 0}]"));
   const std::vector<std::string> common = {"PAYLOADRUN=" + runner_exe(), "PAYLOADRUN_RESULTS=" + dir.file("results")};
-  for (int task = 0; task < 4; ++task) {
+  const auto task = [&](const std::string& job, int id, int min, const std::string& scenario) {
     std::vector<std::string> env = common;
-    env.insert(env.end(), {fmt::format("SLURM_ARRAY_TASK_ID={}", task), "SLURM_ARRAY_TASK_COUNT=4",
-                           "SLURM_ARRAY_TASK_MIN=0", "SLURM_ARRAY_TASK_MAX=3", "SLURM_ARRAY_TASK_STEP=1"});
-    const ProgramResult r = run_process({"bash", script}, std::chrono::seconds(90), env);
+    env.insert(env.end(), {"SLURM_ARRAY_JOB_ID=" + job, fmt::format("SLURM_ARRAY_TASK_ID={}", id + min),
+                           fmt::format("SLURM_ARRAY_TASK_MIN={}", min), fmt::format("SLURM_ARRAY_TASK_MAX={}", min + 3),
+                           "SLURM_ARRAY_TASK_COUNT=4", "SLURM_ARRAY_TASK_STEP=1"});
+    return run_process({"bash", script, scenario}, std::chrono::seconds(90), env);
+  };
+  for (int id = 0; id < 4; ++id) {
+    const ProgramResult r = task("41", id, 0, dir.file("s.json"));
     ASSERT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr(fmt::format("array job 41 task {} (shard {} of 4)", id, id)));
+    EXPECT_THAT(r.err, HasSubstr("payloadrun exited 0: all invocations passed; task exits 0"));
   }
-  const ProgramResult r = run_process({"bash", script, "merge"}, std::chrono::seconds(60), common);
+  ProgramResult r = run_process({"bash", script, "merge", "41"}, std::chrono::seconds(60), common);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_THAT(r.err, HasSubstr("640 of 640 invocations passed (4 of 4 shard(s)"));
-  Json merged(dir.file("results/demo.json"));
+  EXPECT_THAT(r.err, HasSubstr("14 of 14 invocations passed (4 of 4 shard(s)"));
+  Json merged(dir.file("results/41/merged.json"));
   EXPECT_TRUE(merged.root["passed"].get_bool().value());
-  EXPECT_EQ(merged.root["invocations"].get_array().size(), 640u);
-  EXPECT_EQ(xml_parse_error(dir.file("results/demo.xml")), "");
+  EXPECT_EQ(merged.root["invocations"].get_array().size(), 14u);
+  EXPECT_EQ(xml_parse_error(dir.file("results/41/merged.xml")), "");
+
+  // A re-run into the same results directory, array base 5, failing
+  // invocations, task 2 never ran: its own three slices only.
+  for (int id : {0, 1, 3}) {
+    r = task("42", id, 5, dir.file("f.json"));
+    ASSERT_EQ(r.status, 0) << "exit 1 of payloadrun is the merge's verdict: " << r.err;
+    EXPECT_THAT(r.err, HasSubstr(fmt::format("array job 42 task {} (shard {} of 4)", id + 5, id)));
+  }
+  r = run_process({"bash", script, "merge", "42"}, std::chrono::seconds(60), common);
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("missing shard(s) 2 of 4"));
+  Json rerun(dir.file("results/42/merged.json"));
+  EXPECT_EQ(rerun.root["merged"]["slices"].get_array().size(), 3u);
+  EXPECT_TRUE(std::filesystem::exists(dir.file("results/41/shard-2.json"))) << "the earlier run's slice is kept apart";
+
+  // No slice at all: exit 2, saying where it looked.
+  r = run_process({"bash", script, "merge", "43"}, std::chrono::seconds(60), common);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("no slice report of array job 43 in " + dir.file("results/43")));
 }
 
 }  // namespace
