@@ -296,8 +296,22 @@ class Submit:
         self.job = m.group(1)
 
     def wait(self, timeout=120):
-        out, _ = self.proc.communicate(timeout=timeout)
-        self.output += out
+        """The script's status; meanwhile Slurm's view of every task (state and
+        exit code, as last seen before slurmctld forgets the job) in self.tasks."""
+        self.tasks = {}
+        deadline = time.monotonic() + timeout
+        reader = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.PIPE, text=True)
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError(f"the script did not end within {timeout} s")
+            r = self.cluster.run(["scontrol", "-o", "show", "job", self.job], timeout=20)
+            for line in r.stdout.splitlines():
+                f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                if f.get("ArrayJobId") == self.job and f.get("ArrayTaskId", "").isdigit():
+                    self.tasks[int(f["ArrayTaskId"])] = (f.get("JobState"), f.get("ExitCode"))
+            time.sleep(0.3)
+        self.output += reader.communicate(timeout=30)[0]
         return self.proc.returncode
 
 
@@ -384,6 +398,8 @@ def scenarios(cluster):
     check(invocations(merged) == whole, "merged report == unsharded run, invocation by invocation "
           f"({len(merged['invocations'])} of {TOTAL})")
     check(merged["merged"]["missing_shards"] == [] and merged["merged"]["count"] == 4, "4 of 4 shards merged")
+    check(s.tasks == {t: ("COMPLETED", "0:0") for t in range(4)},
+          f"Slurm: every task COMPLETED with exit code 0 (1 is the merge's verdict): {s.tasks}")
     for task in range(4):
         text = task_log(work, s.job, task)
         check(f"array job {s.job} task {task} (shard {task} of 4)" in text and "task exits 0" in text,
@@ -409,7 +425,10 @@ def scenarios(cluster):
     text = task_log(work, s.job, 1)
     check("payloadrun exited 137: killed by signal 9, no report; task exits 137" in text,
           f"task 1's log says it was killed: {text.strip().splitlines()[-1:]}")
-    check("missing shard(s) 1 of 4" in merge_log(work, s), "the merge job's log names the missing shard")
+    check(s.tasks.get(1) == ("FAILED", "137:0"), f"Slurm: task 1 FAILED with exit code 137: {s.tasks}")
+    text = merge_log(work, s)
+    check("missing shard(s) 1 of 4" in text, "the merge job's log names the missing shard", text)
+    print("  the merge job's log ends: " + " | ".join(text.strip().splitlines()[-2:]))
 
     # 3. A non-zero array base.
     log("--array=5-8")
@@ -432,6 +451,7 @@ def scenarios(cluster):
         check(r.returncode == 0, f"scancel {s.job}_{task}: {r.stderr.strip()}")
     status = s.wait()
     check(status == 130, f"the merge exits 130 (a slice was interrupted): {status}")
+    text = merge_log(work, s)
     for task in (1, 3):
         report = load(os.path.join(results, s.job, f"shard-{task}.json"))
         check(report["interrupted"] is True and report["passed"] is False,
@@ -442,9 +462,17 @@ def scenarios(cluster):
         check(cut and not plain, f"shard {task}: {len(cut)} payload(s) interrupted, none a plain failure "
               f"({[i['details'] for i in plain]})")
         check("payloadrun exited 130" in task_log(work, s.job, task), f"task {task}'s log says exit 130")
+        every = report["invocations"]
+        n_cut = sum(any(d["kind"] == "interrupted" for d in i["details"]) for i in every)
+        line = (f"shard {task} of 4 ({os.path.join(results, s.job, f'shard-{task}.json')}) was interrupted: "
+                f"{len(every) - n_cut} of {report['shard']['invocations']} invocations completed, {n_cut} "
+                f"interrupted, {report['shard']['invocations'] - len(every)} never started")
+        check(line in text, f"the merge job's log: {line}", text)
     out = load(os.path.join(results, s.job, "merged.json"))
     check(out["interrupted"] is True and not out["passed"], "the merged report is interrupted")
-    check("was interrupted" in merge_log(work, s), "the merge job's log names the interrupted shards")
+    check(s.tasks.get(1, ("",))[0] == "CANCELLED" and s.tasks.get(3, ("",))[0] == "CANCELLED",
+          f"Slurm: tasks 1 and 3 CANCELLED: {s.tasks}")
+
 
     # 5. Arrays that are not contiguous with step 1: every task refuses.
     for spec, tasks, names in (("0-6:2", (0, 2, 4, 6), "SLURM_ARRAY_TASK_MAX=6, SLURM_ARRAY_TASK_COUNT=4, "
@@ -463,6 +491,8 @@ def scenarios(cluster):
         check(not os.path.isdir(job_dir) or not [n for n in os.listdir(job_dir) if n.startswith("shard-")],
               f"--array={spec}: no slice ran")
         check(f"no slice report of array job {s.job}" in merge_log(work, s), "the merge job's log says why")
+        check(sorted(s.tasks) == list(tasks) and all(v == ("FAILED", "2:0") for v in s.tasks.values()),
+              f"Slurm: every task FAILED with exit code 2: {s.tasks}")
 
 
 if __name__ == "__main__":

@@ -344,10 +344,19 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
         info.shard_count, unreadable.size());
   }
   for (const auto& s : info.slices) {
-    if (s.interrupted) {
-      say(err, "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed\n",
-                 s.shard.index, info.shard_count, s.file, s.completed, s.planned);
+    if (!s.interrupted) continue;
+    // Its records (the merged run has them all), those an interrupt cut short.
+    std::size_t reported = 0, cut = 0;
+    for (const auto& r : result.records) {
+      if (shard_of(r.payload, r.invocation, info.shard_count) != s.shard.index) continue;
+      ++reported;
+      cut += !r.interrupted.empty();
     }
+    say(err,
+        "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed, {} interrupted, {} never "
+        "started\n",
+        s.shard.index, info.shard_count, s.file, reported - cut, s.planned, cut,
+        s.planned > reported ? s.planned - reported : 0);
   }
   std::size_t failed = 0;
   for (const auto& r : result.records) failed += !r.passed;
