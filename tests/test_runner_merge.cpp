@@ -642,6 +642,77 @@ print("ok")
   EXPECT_EQ(::access(script.c_str(), X_OK), 0) << "the script is executable";
 }
 
+// Issue 17: the manifests against the Job schema, offline. kubectl is not
+// in Debian 12 (kubernetes-client's kubectl 1.20 needs a server even for
+// --dry-run=client); Debian's python3-kubernetes (22.6, the 1.22 API) models
+// every kind: reading a manifest into V1Job / V1PersistentVolumeClaim checks
+// types and required fields, and writing it back loses every field the
+// schema does not have (a typo). Debian's python, where its modules are.
+TEST(Examples, KubernetesManifestsMatchTheJobSchemaOffline) {
+  TempDir dir;
+  write_file(dir.file("schema.py"), R"PY(
+import json, sys
+try:
+    import yaml
+    from kubernetes import client
+except ImportError as e:
+    sys.exit(f"{e}: Debian: apt-get install python3-yaml python3-kubernetes")
+api = client.ApiClient()
+class Response:  # what ApiClient.deserialize reads
+    def __init__(self, doc): self.data = json.dumps(doc)
+def without_none(x):
+    if isinstance(x, dict): return {k: without_none(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list): return [without_none(v) for v in x]
+    return x
+def lost(a, b, path):
+    if isinstance(a, dict):
+        for k, v in a.items():
+            if not isinstance(b, dict) or k not in b: yield f"{path}.{k}: not a field of the schema"
+            else: yield from lost(v, b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        for i, v in enumerate(a):
+            yield from lost(v, b[i] if isinstance(b, list) and i < len(b) else None, f"{path}[{i}]")
+    elif a != b:
+        yield f"{path}: {a!r} reads back as {b!r}"
+models = {"Job": "V1Job", "PersistentVolumeClaim": "V1PersistentVolumeClaim"}
+bad = []
+for path in sys.argv[1:]:
+    for doc in yaml.safe_load_all(open(path)):
+        where = f"{path}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+        try:
+            back = without_none(api.sanitize_for_serialization(api.deserialize(Response(doc), models[doc["kind"]])))
+        except (KeyError, ValueError, TypeError) as e:
+            bad.append(f"{where}: {type(e).__name__}: {e}")
+            continue
+        bad += [f"{where}: {p}" for p in lost(doc, back, "")]
+        print(where, "ok")
+if bad: sys.exit("\n".join(bad))
+)PY");
+  const std::string python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  const std::string k8s = examples_source_dir() + "/k8s";
+  ProgramResult r = run_process({python, dir.file("schema.py"), k8s + "/demo-indexed-job.yaml",
+                                 k8s + "/demo-merge-job.yaml"},
+                                std::chrono::seconds(60));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, k8s + "/demo-indexed-job.yaml: PersistentVolumeClaim payloadrun-demo-results ok\n" + k8s +
+                       "/demo-indexed-job.yaml: Job payloadrun-demo ok\n" + k8s +
+                       "/demo-merge-job.yaml: Job payloadrun-demo-merge ok\n")
+      << r.err;
+  // The check can fail: a misspelt field, a wrong type, a missing name.
+  const std::string job = read_file(k8s + "/demo-indexed-job.yaml");
+  const std::vector<std::pair<std::string, std::string>> broken = {
+      {replace_once(job, "completionMode: Indexed", "completionmode: Indexed"), ".spec.completionmode: not a field"},
+      {replace_once(job, "completions: 4", "completions: four"), "ValueError"},
+      {replace_once(job, "- name: slice", "- nme: slice"), "must not be `None`"},
+  };
+  for (const auto& [text, message] : broken) {
+    write_file(dir.file("broken.yaml"), text);
+    r = run_process({python, dir.file("schema.py"), dir.file("broken.yaml")}, std::chrono::seconds(60));
+    EXPECT_NE(r.status, 0) << message;
+    EXPECT_THAT(r.err, HasSubstr(message));
+  }
+}
+
 // The script's tasks and merge under a faked array environment (the real
 // Slurm runs it in the "slurm" suite, tests/slurm_test.py): results per
 // array job, a line per task naming its shard despite --quiet, exit 1 of a
