@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -431,6 +432,58 @@ TEST_F(RunnerFaults, InterruptRacingTheLastReapIsNeverLost) {
       for (auto d : Json::array(inv, "details")) interrupted += d["kind"].get_string().value() == "interrupted";
     }
     EXPECT_EQ(interrupted, 4u) << read_file(report);
+    settle_children(5s);
+  }
+}
+
+// Issue 17: scancel has Slurm signal a job's processes one by one, in no
+// promised order: the payloads can die of SIGTERM and be reaped before
+// payloadrun's own SIGTERM is even sent (1 in 8 trials of one kill(1) call
+// naming the payloads first lost the run's interrupt). A payload ended by SIGTERM/SIGINT
+// while payloadrun has none is held back (at most 250 ms) for it: the run
+// is still interrupted, the payloads interrupted, not plain failures. A
+// SIGTERM that never comes to payloadrun leaves them plain, and the run ends.
+TEST_F(RunnerFaults, PayloadsSignalledBeforePayloadrunAreStillInterrupted) {
+  const std::string s = dir_.file("s.json");
+  write_file(s, R"({"concurrency": 4, "payloads": [{"name": "p", "binary": "sleep", "args": ["30"], "count": 4}]})");
+  const std::string report = dir_.file("r.json");
+  for (int trial = 0; trial < 7; ++trial) {
+    // Gaps between the payloads' SIGTERM and payloadrun's: none (one after
+    // the other, as Slurm does), 20 ms, 100 ms; trial 6: payloadrun gets none.
+    const int gap_ms = trial == 6 ? -1 : std::array{0, 20, 100}[trial % 3];
+    SCOPED_TRACE(::testing::Message() << "trial " << trial << ", gap " << gap_ms << " ms");
+    ::unlink(report.c_str());
+    const Launched run = launch({{"run", s, "--json", report, "--quiet"}}, dir_);
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<pid_t> payloads;
+    while ((payloads = payloads_of(run.pid)).size() < 4 && std::chrono::steady_clock::now() - start < 10s) {
+      std::this_thread::sleep_for(2ms);
+    }
+    ASSERT_EQ(payloads.size(), 4u);
+    for (pid_t p : payloads) ::kill(p, SIGTERM);
+    const auto signalled = std::chrono::steady_clock::now();
+    if (gap_ms >= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+      ::kill(run.pid, SIGTERM);
+    }
+    const int status = wait_for(run.pid);
+    const auto took = std::chrono::steady_clock::now() - signalled;
+    Json j(report);
+    ASSERT_TRUE(j.ok()) << j.error;
+    std::size_t interrupted = 0;
+    for (auto inv : j.invocations()) {
+      for (auto d : Json::array(inv, "details")) interrupted += d["kind"].get_string().value() == "interrupted";
+    }
+    if (gap_ms >= 0) {
+      EXPECT_EQ(status, 130) << read_file(run.err_path);
+      EXPECT_TRUE(j.flag("interrupted"));
+      EXPECT_EQ(interrupted, 4u) << read_file(report);
+    } else {
+      EXPECT_EQ(status, 0) << "no checks: a payload ended by a signal passes; " << read_file(run.err_path);
+      EXPECT_FALSE(j.flag("interrupted"));
+      EXPECT_EQ(interrupted, 0u);
+      EXPECT_LT(took, 3s) << "the hold is bounded";
+    }
     settle_children(5s);
   }
 }

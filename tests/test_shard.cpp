@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "digest.hpp"
 #include "run.hpp"
 #include "scenario.hpp"
@@ -38,6 +40,21 @@ EnvLookup lookup(const Env& env) {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   };
+}
+
+// What Slurm sets in one task of an array (since 14.x in every task).
+Env slurm_task(std::size_t id, std::size_t min, std::size_t max, std::size_t count, std::size_t step = 1) {
+  return {{"SLURM_ARRAY_TASK_ID", std::to_string(id)},       {"SLURM_ARRAY_TASK_MIN", std::to_string(min)},
+          {"SLURM_ARRAY_TASK_MAX", std::to_string(max)},     {"SLURM_ARRAY_TASK_COUNT", std::to_string(count)},
+          {"SLURM_ARRAY_TASK_STEP", std::to_string(step)}};
+}
+Env with(Env env, const std::string& name, const std::string& value) {
+  env[name] = value;
+  return env;
+}
+Env without(Env env, const std::string& name) {
+  env.erase(name);
+  return env;
 }
 
 Shard resolve(const Env& env, std::optional<std::string> flag = {}, std::optional<std::string> count = {}) {
@@ -129,14 +146,13 @@ TEST(Shard, EachEnvironmentSourceSetsTheSliceInOrder) {
   EXPECT_EQ(resolve({{"JOB_COMPLETION_INDEX", "2"}, {"PAYLOADRUN_SHARD_COUNT", "9"}}, {}, "3"),
             (Shard{2, 3, "JOB_COMPLETION_INDEX"}))
       << "--shard-count beats PAYLOADRUN_SHARD_COUNT";
-  EXPECT_EQ(resolve({{"SLURM_ARRAY_TASK_ID", "2"}, {"SLURM_ARRAY_TASK_COUNT", "4"}}),
-            (Shard{2, 4, "SLURM_ARRAY_TASK_ID"}));
-  EXPECT_EQ(resolve({{"SLURM_ARRAY_TASK_ID", "12"}, {"SLURM_ARRAY_TASK_COUNT", "4"}, {"SLURM_ARRAY_TASK_MIN", "10"}}),
-            (Shard{2, 4, "SLURM_ARRAY_TASK_ID"}));
+  EXPECT_EQ(resolve(slurm_task(2, 0, 3, 4)), (Shard{2, 4, "SLURM_ARRAY_TASK_ID"}));
+  EXPECT_EQ(resolve(slurm_task(12, 10, 13, 4)), (Shard{2, 4, "SLURM_ARRAY_TASK_ID"}));
   EXPECT_EQ(resolve({{"TEST_SHARD_INDEX", "1"}, {"TEST_TOTAL_SHARDS", "3"}}), (Shard{1, 3, "TEST_SHARD_INDEX"}));
   // Precedence: --shard, Kubernetes, Slurm, Bazel.
-  const Env all = {{"JOB_COMPLETION_INDEX", "0"},   {"PAYLOADRUN_SHARD_COUNT", "2"}, {"SLURM_ARRAY_TASK_ID", "1"},
-                   {"SLURM_ARRAY_TASK_COUNT", "3"}, {"TEST_SHARD_INDEX", "4"},       {"TEST_TOTAL_SHARDS", "5"}};
+  Env all = slurm_task(1, 0, 2, 3);
+  all.insert({{"JOB_COMPLETION_INDEX", "0"}, {"PAYLOADRUN_SHARD_COUNT", "2"}, {"TEST_SHARD_INDEX", "4"},
+              {"TEST_TOTAL_SHARDS", "5"}});
   EXPECT_EQ(resolve(all, "5/6"), (Shard{5, 6, "--shard"}));
   EXPECT_EQ(resolve(all), (Shard{0, 2, "JOB_COMPLETION_INDEX"}));
   Env no_k8s = all;
@@ -170,18 +186,19 @@ TEST(Shard, BadValuesAreErrorsNamingTheVariable) {
       {{{"JOB_COMPLETION_INDEX", "1"}}, {}, "4x", "--shard-count=\"4x\": expected a shard count"},
       {{{"JOB_COMPLETION_INDEX", "-1"}, {"PAYLOADRUN_SHARD_COUNT", "4"}}, {}, {}, "JOB_COMPLETION_INDEX=\"-1\""},
       {{{"SLURM_ARRAY_TASK_ID", "1"}}, {}, {}, "SLURM_ARRAY_TASK_ID=1 is set but SLURM_ARRAY_TASK_COUNT is not"},
-      {{{"SLURM_ARRAY_TASK_ID", "x"}, {"SLURM_ARRAY_TASK_COUNT", "4"}}, {}, {}, "SLURM_ARRAY_TASK_ID=\"x\""},
-      {{{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "0"}}, {}, {}, "SLURM_ARRAY_TASK_COUNT=0: expected"},
-      {{{"SLURM_ARRAY_TASK_ID", "4"}, {"SLURM_ARRAY_TASK_COUNT", "4"}}, {}, {},
-       "SLURM_ARRAY_TASK_ID=4 minus SLURM_ARRAY_TASK_MIN=0 gives shard index 4 but SLURM_ARRAY_TASK_COUNT=4"},
-      {{{"SLURM_ARRAY_TASK_ID", "6"}, {"SLURM_ARRAY_TASK_COUNT", "4"}, {"SLURM_ARRAY_TASK_MIN", "0"}}, {}, {},
-       "the array must be contiguous with step 1"},
-      {{{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "4"}, {"SLURM_ARRAY_TASK_MIN", "2"}}, {}, {},
-       "SLURM_ARRAY_TASK_ID=1 is below SLURM_ARRAY_TASK_MIN=2"},
-      {{{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "4"}, {"SLURM_ARRAY_TASK_MIN", "a"}}, {}, {},
-       "SLURM_ARRAY_TASK_MIN=\"a\""},
-      {{{"SLURM_ARRAY_TASK_ID", "1"}, {"SLURM_ARRAY_TASK_COUNT", "4"}}, {}, "3",
-       "--shard-count 3 disagrees with SLURM_ARRAY_TASK_COUNT=4"},
+      {without(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_MIN"), {}, {},
+       "SLURM_ARRAY_TASK_ID=1 is set but SLURM_ARRAY_TASK_MIN is not"},
+      {without(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_MAX"), {}, {},
+       "SLURM_ARRAY_TASK_ID=1 is set but SLURM_ARRAY_TASK_MAX is not"},
+      {with(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_ID", "x"), {}, {}, "SLURM_ARRAY_TASK_ID=\"x\""},
+      {slurm_task(1, 0, 3, 0), {}, {}, "SLURM_ARRAY_TASK_COUNT=0: expected"},
+      {slurm_task(4, 0, 3, 4), {}, {},
+       "SLURM_ARRAY_TASK_ID=4 is outside SLURM_ARRAY_TASK_MIN=0 to SLURM_ARRAY_TASK_MAX=3"},
+      {slurm_task(1, 2, 5, 4), {}, {}, "SLURM_ARRAY_TASK_ID=1 is outside SLURM_ARRAY_TASK_MIN=2"},
+      {with(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_MIN", "a"), {}, {}, "SLURM_ARRAY_TASK_MIN=\"a\""},
+      {with(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_MAX", "-3"), {}, {}, "SLURM_ARRAY_TASK_MAX=\"-3\""},
+      {with(slurm_task(1, 0, 3, 4), "SLURM_ARRAY_TASK_STEP", "one"), {}, {}, "SLURM_ARRAY_TASK_STEP=\"one\""},
+      {slurm_task(1, 0, 3, 4), {}, "3", "--shard-count 3 disagrees with SLURM_ARRAY_TASK_COUNT=4"},
       {{{"TEST_SHARD_INDEX", "0"}}, {}, {}, "TEST_SHARD_INDEX=0 is set but TEST_TOTAL_SHARDS is not"},
       {{{"TEST_SHARD_INDEX", "0"}, {"TEST_TOTAL_SHARDS", "0"}}, {}, {}, "TEST_TOTAL_SHARDS=0: expected"},
       {{{"TEST_SHARD_INDEX", "3"}, {"TEST_TOTAL_SHARDS", "3"}}, {}, {},
@@ -195,6 +212,49 @@ TEST(Shard, BadValuesAreErrorsNamingTheVariable) {
     EXPECT_THAT(resolve_error(c.env, c.flag, c.count), HasSubstr(c.message))
         << ::testing::PrintToString(c.env) << " " << c.flag.value_or("-") << " " << c.count.value_or("-");
   }
+}
+
+// Issue 17: what Slurm 22.05 sets in the tasks of --array=0-6:2, 1,3,7,
+// 0-3,5 and 2-11:3 (observed on a real cluster: a stepped range keeps
+// STEP, a list has STEP=1 and MAX - MIN + 1 > COUNT). Every task refuses,
+// naming the variables; contiguous arrays of any base give 0..COUNT-1.
+TEST(Shard, NonContiguousOrSteppedSlurmArraysAreRefusedInEveryTask) {
+  struct Array {
+    std::string spec;
+    std::vector<std::size_t> ids;
+    std::size_t step;
+  };
+  for (const Array& a : std::vector<Array>{
+           {"0-6:2", {0, 2, 4, 6}, 2}, {"1,3,7", {1, 3, 7}, 1}, {"0-3,5", {0, 1, 2, 3, 5}, 1},
+           {"2-11:3", {2, 5, 8, 11}, 3}}) {
+    const std::size_t min = a.ids.front(), max = a.ids.back(), count = a.ids.size();
+    for (std::size_t id : a.ids) {
+      const std::string e = resolve_error(slurm_task(id, min, max, count, a.step));
+      EXPECT_THAT(e, HasSubstr(fmt::format("SLURM_ARRAY_TASK_MIN={}, SLURM_ARRAY_TASK_MAX={}, "
+                                           "SLURM_ARRAY_TASK_COUNT={}, SLURM_ARRAY_TASK_STEP={}: the array must be "
+                                           "contiguous with step 1",
+                                           min, max, count, a.step)))
+          << "--array=" << a.spec << " task " << id;
+      EXPECT_THAT(e, HasSubstr(fmt::format("e.g. --array=0-{}", count - 1))) << a.spec;
+    }
+  }
+  // A step of 1 written out, or a list that happens to be contiguous, is
+  // fine; so is any base. The shards are exactly 0..COUNT-1.
+  for (const Array& a : std::vector<Array>{{"5-8", {5, 6, 7, 8}, 1}, {"0,1,2", {0, 1, 2}, 1}, {"7", {7}, 1}}) {
+    std::set<std::size_t> shards;
+    for (std::size_t id : a.ids) {
+      const Shard s = resolve(slurm_task(id, a.ids.front(), a.ids.back(), a.ids.size(), a.step));
+      EXPECT_EQ(s.count, a.ids.size()) << a.spec;
+      shards.insert(s.index);
+    }
+    EXPECT_EQ(shards.size(), a.ids.size()) << a.spec;
+    EXPECT_EQ(*shards.rbegin(), a.ids.size() - 1) << a.spec;
+  }
+  // Without SLURM_ARRAY_TASK_STEP (a hand-made environment) MIN, MAX and
+  // COUNT alone decide.
+  EXPECT_EQ(resolve(without(slurm_task(6, 5, 8, 4), "SLURM_ARRAY_TASK_STEP")), (Shard{1, 4, "SLURM_ARRAY_TASK_ID"}));
+  EXPECT_THAT(resolve_error(without(slurm_task(3, 1, 7, 3), "SLURM_ARRAY_TASK_STEP")),
+              HasSubstr("SLURM_ARRAY_TASK_MIN=1, SLURM_ARRAY_TASK_MAX=7, SLURM_ARRAY_TASK_COUNT=3: the array must"));
 }
 
 TEST(Shard, BazelStatusFileIsTouchedOnlyWhenBazelShards) {
@@ -339,8 +399,13 @@ TEST(ShardRun, EachEnvironmentSourceSelectsTheSlice) {
   const std::vector<Case> cases = {
       {{"JOB_COMPLETION_INDEX=2", "PAYLOADRUN_SHARD_COUNT=3"}, {}, {2, 3, "JOB_COMPLETION_INDEX"}},
       {{"JOB_COMPLETION_INDEX=1"}, {"--shard-count", "3"}, {1, 3, "JOB_COMPLETION_INDEX"}},
-      {{"SLURM_ARRAY_TASK_ID=5", "SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_MIN=4"}, {}, {1, 3, "SLURM_ARRAY_TASK_ID"}},
-      {{"SLURM_ARRAY_TASK_ID=0", "SLURM_ARRAY_TASK_COUNT=2", "TEST_SHARD_INDEX=1", "TEST_TOTAL_SHARDS=2"}, {},
+      {{"SLURM_ARRAY_TASK_ID=5", "SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_MIN=4", "SLURM_ARRAY_TASK_MAX=6",
+        "SLURM_ARRAY_TASK_STEP=1"},
+       {},
+       {1, 3, "SLURM_ARRAY_TASK_ID"}},
+      {{"SLURM_ARRAY_TASK_ID=0", "SLURM_ARRAY_TASK_COUNT=2", "SLURM_ARRAY_TASK_MIN=0", "SLURM_ARRAY_TASK_MAX=1",
+        "TEST_SHARD_INDEX=1", "TEST_TOTAL_SHARDS=2"},
+       {},
        {0, 2, "SLURM_ARRAY_TASK_ID"}},
       {{"TEST_SHARD_INDEX=0", "TEST_TOTAL_SHARDS=3", "TEST_SHARD_STATUS_FILE=" + status_file}, {},
        {0, 3, "TEST_SHARD_INDEX"}},
@@ -373,7 +438,12 @@ TEST(ShardRun, BadValuesAreUsageErrorsAndRunNothing) {
       {{"JOB_COMPLETION_INDEX=x", "PAYLOADRUN_SHARD_COUNT=4"}, {}, "JOB_COMPLETION_INDEX=\"x\""},
       {{"JOB_COMPLETION_INDEX=1"}, {}, "PAYLOADRUN_SHARD_COUNT"},
       {{"JOB_COMPLETION_INDEX=4", "PAYLOADRUN_SHARD_COUNT=4"}, {}, "JOB_COMPLETION_INDEX gives shard index 4"},
-      {{"SLURM_ARRAY_TASK_ID=3", "SLURM_ARRAY_TASK_COUNT=3"}, {}, "SLURM_ARRAY_TASK_ID=3"},
+      {{"SLURM_ARRAY_TASK_ID=3", "SLURM_ARRAY_TASK_COUNT=3", "SLURM_ARRAY_TASK_MIN=0", "SLURM_ARRAY_TASK_MAX=2"}, {},
+       "SLURM_ARRAY_TASK_ID=3"},
+      {{"SLURM_ARRAY_TASK_ID=2", "SLURM_ARRAY_TASK_COUNT=4", "SLURM_ARRAY_TASK_MIN=0", "SLURM_ARRAY_TASK_MAX=6",
+        "SLURM_ARRAY_TASK_STEP=2"},
+       {},
+       "SLURM_ARRAY_TASK_MAX=6, SLURM_ARRAY_TASK_COUNT=4, SLURM_ARRAY_TASK_STEP=2: the array must be contiguous"},
       {{"SLURM_ARRAY_TASK_ID=3"}, {}, "SLURM_ARRAY_TASK_COUNT is not"},
       {{"TEST_SHARD_INDEX=0", "TEST_TOTAL_SHARDS=0"}, {}, "TEST_TOTAL_SHARDS=0"},
       {{}, {"--shard", "3/3"}, "--shard needs I/N"},

@@ -258,6 +258,7 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
 
   MergedRun merged;
   SidecarMerge sidecars;
+  std::vector<std::string> unreadable;  // what each unreadable input's error said
   try {
     // A slice's own report as OUT.json is a misplaced argument, not an output.
     std::error_code ec;
@@ -273,8 +274,21 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
                                      *out_json, existing->result.shard.index, existing->result.shard.count)};
       }
     }
+    // A slice killed while it wrote, or a damaged copy, leaves a report
+    // with nothing to read: it is a missing shard (by elimination, named by
+    // number below), not a reason to write nothing.
     std::vector<LoadedReport> reports;
-    for (const auto& in : inputs) reports.push_back(load_report(in));
+    for (const auto& in : inputs) {
+      try {
+        reports.push_back(load_report(in));
+      } catch (const UnreadableReport& e) {
+        unreadable.push_back(e.what());
+      }
+    }
+    if (reports.empty()) {
+      throw MergeError(fmt::format("none of the {} slice report(s) could be read ({}); nothing to merge",
+                                   inputs.size(), fmt::join(unreadable, "; ")));
+    }
     merged = merge_reports(std::move(reports));
     if (sidecar_out) sidecars = merge_sidecars(sidecar_inputs, &merged);
   } catch (const UsageError& e) {
@@ -291,6 +305,10 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
     say(err, "payloadrun: merging {} of {} shard(s) of {} ({})\n", info.slices.size(), info.shard_count,
                merged.scenario.file, short_digest(merged.scenario.digest));
   }
+  for (const auto& why : unreadable) {
+    say(err, "payloadrun merge: {}: counted as a missing shard (was its slice killed before it wrote its "
+             "report?)\n", why);
+  }
   for (const auto& note : sidecars.notes) say(err, "payloadrun: {}\n", note);
   if (!quiet) {
     std::fputs("\n", out);
@@ -299,7 +317,9 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
   print_failures(out, result);
   std::fflush(out);
 
-  int status = result.passed() ? 0 : 1;
+  // An input that could not be read fails the whole, even when every shard
+  // is there without it (then it was no slice of this run).
+  int status = result.passed() && unreadable.empty() ? 0 : 1;
   // Every output is written in full before any is renamed into place.
   std::vector<std::pair<std::string, std::string>> outputs;
   outputs.emplace_back(*out_json, json_report_text(merged.scenario, result, &info));
@@ -319,12 +339,24 @@ int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err) {
   if (!info.missing_shards.empty()) {
     say(err, "payloadrun: missing shard(s) {} of {}: their invocations did not run\n",
                numbers(info.missing_shards), info.shard_count);
+  } else if (!unreadable.empty()) {
+    say(err, "payloadrun: every shard of {} is there, but {} input(s) could not be read: failing the merge\n",
+        info.shard_count, unreadable.size());
   }
   for (const auto& s : info.slices) {
-    if (s.interrupted) {
-      say(err, "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed\n",
-                 s.shard.index, info.shard_count, s.file, s.completed, s.planned);
+    if (!s.interrupted) continue;
+    // Its records (the merged run has them all), those an interrupt cut short.
+    std::size_t reported = 0, cut = 0;
+    for (const auto& r : result.records) {
+      if (shard_of(r.payload, r.invocation, info.shard_count) != s.shard.index) continue;
+      ++reported;
+      cut += !r.interrupted.empty();
     }
+    say(err,
+        "payloadrun: shard {} of {} ({}) was interrupted: {} of {} invocations completed, {} interrupted, {} never "
+        "started\n",
+        s.shard.index, info.shard_count, s.file, reported - cut, s.planned, cut,
+        s.planned > reported ? s.planned - reported : 0);
   }
   std::size_t failed = 0;
   for (const auto& r : result.records) failed += !r.passed;

@@ -53,9 +53,12 @@ SidecarMerge merge_sidecars(const std::vector<std::string>& inputs, const Merged
 
 /// `payloadrun merge OUT.json IN.json... [--junit OUT.xml]
 /// [--sidecar OUT.jsonl IN.jsonl...] [--quiet]` (parsed by cli.hpp).
+/// An input with nothing to read (UnreadableReport: absent, empty,
+/// truncated) is left out with a message: its shard shows up as missing.
 /// Returns the exit status: 0 the whole scenario passed, 1 an invocation
-/// failed or shards/invocations are missing, 2 usage or inputs that cannot
-/// be merged (nothing written), 130 a slice was interrupted.
+/// failed, shards/invocations are missing or an input could not be read,
+/// 2 usage or inputs that cannot be merged, none readable included (nothing
+/// written), 130 a slice was interrupted.
 int merge_command(const MergeArgs& args, std::FILE* out, std::FILE* err);
 
 }  // namespace runner

@@ -192,8 +192,8 @@ LoadedReport parse_report(std::string_view json, const std::string& path) {
   simdjson::padded_string padded(json);
   element root;
   if (auto err = parser.parse(padded).get(root); err != simdjson::SUCCESS) {
-    throw ReportError(fmt::format("{}: not a payloadrun JSON report: not valid JSON: {}", path,
-                                  simdjson::error_message(err)));
+    throw UnreadableReport(fmt::format("{}: not a payloadrun JSON report: not valid JSON: {}", path,
+                                       json.empty() ? "the file is empty" : simdjson::error_message(err)));
   }
   if (const std::string dup = find_duplicate_key(root); !dup.empty()) {
     throw ReportError(fmt::format("{}: {}", path, dup));
@@ -232,7 +232,7 @@ LoadedReport load_report(const std::string& path) {
   try {
     return parse_report(read_input_file(path, "report"), path);
   } catch (const InputError& e) {
-    throw ReportError(e.what());
+    throw UnreadableReport(e.what());
   }
 }
 

@@ -17,6 +17,15 @@ class ReportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A report with nothing to read: absent, not a regular file, unreadable,
+/// empty, or not JSON at all (truncated). What a slice killed while it wrote
+/// leaves; `payloadrun merge` counts it as a missing shard. A report that is
+/// JSON but not of the expected shape is a plain ReportError.
+class UnreadableReport : public ReportError {
+ public:
+  using ReportError::ReportError;
+};
+
 struct LoadedReport {
   std::string path;
   /// What the report says of its scenario: file, digest, and per payload
@@ -29,10 +38,11 @@ struct LoadedReport {
   bool merged = false;  ///< written by `payloadrun merge`
 };
 
-/// Parse a report's text (read from `path`, for messages).
+/// Parse a report's text (read from `path`, for messages). Throws
+/// UnreadableReport when it is not JSON, ReportError when it is not a report.
 LoadedReport parse_report(std::string_view json, const std::string& path);
 
-/// Read and parse a report file.
+/// Read and parse a report file (UnreadableReport when it cannot be read).
 LoadedReport load_report(const std::string& path);
 
 }  // namespace runner

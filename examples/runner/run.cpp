@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -75,6 +76,13 @@ class ScenarioRun {
     interrupt_ = signum;
     if (continuation_ != nullptr) uv_idle_stop(continuation_);
     supervisor_.shutdown();
+    release_held();
+  }
+  // The timer that bounds how long a payload ended by SIGTERM/SIGINT is held
+  // back waiting for payloadrun's own interrupt (see complete()).
+  void set_grace_timer(uv_timer_t* timer) {
+    grace_ = timer;
+    timer->data = this;
   }
   // An interrupt taken off the signalfd, if one is pending.
   void poll_interrupt() { interrupt(interrupts_.take()); }
@@ -85,6 +93,8 @@ class ScenarioRun {
   }
 
   RunResult take_result(const Shard& shard) {
+    poll_interrupt();
+    release_held();
     RunResult result;
     result.shard = shard;
     result.planned = planned_;
@@ -148,21 +158,54 @@ class ScenarioRun {
       rec.passed = false;
       rec.details.push_back({payloadrun::DetailKind::other, "supervision error: " + *c.error});
     }
-    if (interrupt_ != 0) {
-      rec.passed = false;
-      rec.interrupted = fmt::format("still running when payloadrun got {}; {}", interrupt_name(interrupt_),
-                                    c.metrics.killed_by_signal
-                                        ? fmt::format("ended by signal {}", *c.metrics.killed_by_signal)
-                                        : fmt::format("exited with code {}", c.metrics.exit_code));
-    }
+    const std::string how = c.metrics.killed_by_signal
+                                ? fmt::format("ended by signal {}", *c.metrics.killed_by_signal)
+                                : fmt::format("exited with code {}", c.metrics.exit_code);
+    if (interrupt_ != 0) mark_interrupted(rec, how);
     rec.metrics = c.metrics.to_vector();
     rec.stdout_truncated = c.metrics.stdout_truncated;
     rec.stderr_truncated = c.metrics.stderr_truncated;
     rec.duration_ms = std::chrono::duration<double, std::milli>(c.metrics.duration).count();
     rec.started_unix_ms = wall_clock_ms() - rec.duration_ms;
     if (!rec.passed) keep_output_tails(rec, c.stdout_text, c.stderr_text);
-    finish(std::move(rec));
+    // Ended by SIGTERM/SIGINT from outside while payloadrun has none: a
+    // batch system signalling every process of the job one by one (scancel;
+    // nothing says in which order) whose signal to us is a moment behind. Judged once it came, or after
+    // signal_grace (the timer keeps the loop, and so the report, waiting).
+    const bool by_interrupt_signal =
+        c.metrics.killed_by_signal && (*c.metrics.killed_by_signal == SIGTERM || *c.metrics.killed_by_signal == SIGINT);
+    if (interrupt_ == 0 && !rec.timed_out && by_interrupt_signal && grace_ != nullptr) {
+      held_.push_back({std::move(rec), how});
+      if (!uv_is_active(reinterpret_cast<uv_handle_t*>(grace_))) {
+        uv_timer_start(
+            grace_,
+            [](uv_timer_t* t) {
+              auto* self = static_cast<ScenarioRun*>(t->data);
+              self->poll_interrupt();
+              self->release_held();
+            },
+            signal_grace.count(), 0);
+      }
+    } else {
+      finish(std::move(rec));
+    }
     start_more();
+  }
+
+  void mark_interrupted(InvocationRecord& rec, const std::string& how) const {
+    rec.passed = false;
+    rec.interrupted = fmt::format("still running when payloadrun got {}; {}", interrupt_name(interrupt_), how);
+  }
+
+  // Judge the held records: interrupted if an interrupt came meanwhile.
+  void release_held() {
+    if (grace_ != nullptr) uv_timer_stop(grace_);
+    std::vector<Held> held = std::move(held_);
+    held_.clear();
+    for (auto& h : held) {
+      if (interrupt_ != 0) mark_interrupted(h.rec, h.how);
+      finish(std::move(h.rec));
+    }
   }
 
   void finish(InvocationRecord rec) {
@@ -185,6 +228,13 @@ class ScenarioRun {
   std::size_t failed_ = 0;
   static constexpr std::chrono::microseconds spawn_slice{1000};
   uv_idle_t* continuation_ = nullptr;
+  struct Held {
+    InvocationRecord rec;
+    std::string how;  // "ended by signal 15"
+  };
+  std::vector<Held> held_;  // ended by SIGTERM/SIGINT, waiting for our own interrupt
+  uv_timer_t* grace_ = nullptr;
+  static constexpr std::chrono::milliseconds signal_grace{250};
   bool in_start_ = false;
   int interrupt_ = 0;
   std::chrono::steady_clock::time_point start_;
@@ -270,6 +320,7 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
   LoopHandle<uv_timer_t> timer;
   LoopHandle<uv_poll_t> interrupt_poll;
   LoopHandle<uv_idle_t> continuation;
+  LoopHandle<uv_timer_t> grace;
   std::optional<RunResult> result;
   std::optional<payloadrun::Error> setup_error;
   // Our own emitter (not the Supervisor's) so that it can be closed after
@@ -328,6 +379,9 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       uv_idle_init(&loop, &continuation.handle);
       continuation.open = true;
       run.set_continuation(&continuation.handle);
+      uv_timer_init(&loop, &grace.handle);
+      grace.open = true;
+      run.set_grace_timer(&grace.handle);
       run.poll_interrupt();  // one that came before the run: nothing starts
       run.start_more();
       uv_run(&loop, UV_RUN_DEFAULT);
@@ -337,6 +391,7 @@ RunResult run_scenario(const Scenario& scenario, const RunOptions& options, cons
       timer.close();
       interrupt_poll.close();
       continuation.close();
+      grace.close();
     }
   }
   if (emitter) {

@@ -57,6 +57,47 @@ Shard checked(std::size_t index, std::size_t count, std::string source, std::str
   return Shard{index, count, std::move(source)};
 }
 
+// A Slurm array task's slice: SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN
+// of SLURM_ARRAY_TASK_COUNT. Slurm sets MIN, MAX, COUNT and STEP alike in
+// every task of an array, so each task alone can refuse an array that is
+// not contiguous with step 1 (--array=0-6:2, --array=1,3,7): every task
+// refuses, none runs a slice of a count that does not match.
+Shard slurm_shard(const char* id_text, const EnvLookup& env) {
+  const std::size_t id = number_of("SLURM_ARRAY_TASK_ID", id_text, 0, UINT32_MAX, "a task id");
+  const auto required = [&](const char* name) {
+    const char* text = env(name);
+    if (text == nullptr) {
+      throw ShardError(fmt::format("SLURM_ARRAY_TASK_ID={} is set but {} is not (Slurm sets SLURM_ARRAY_TASK_MIN, "
+                                   "SLURM_ARRAY_TASK_MAX and SLURM_ARRAY_TASK_COUNT in every array task)",
+                                   id_text, name));
+    }
+    return text;
+  };
+  const std::size_t count =
+      number_of("SLURM_ARRAY_TASK_COUNT", required("SLURM_ARRAY_TASK_COUNT"), 1, max_shard_count, count_what);
+  const auto task_id = [&](const char* name) {
+    return number_of(name, required(name), 0, UINT32_MAX, "a task id");
+  };
+  const std::size_t min = task_id("SLURM_ARRAY_TASK_MIN");
+  const std::size_t max = task_id("SLURM_ARRAY_TASK_MAX");
+  const char* step_text = env("SLURM_ARRAY_TASK_STEP");
+  const std::size_t step =
+      step_text != nullptr ? number_of("SLURM_ARRAY_TASK_STEP", step_text, 0, UINT32_MAX, "a step") : 1;
+  if (max < min || max - min + 1 != count || step != 1) {
+    throw ShardError(fmt::format(
+        "SLURM_ARRAY_TASK_MIN={}, SLURM_ARRAY_TASK_MAX={}, SLURM_ARRAY_TASK_COUNT={}{}: the array must be "
+        "contiguous with step 1 (SLURM_ARRAY_TASK_MAX - SLURM_ARRAY_TASK_MIN + 1 = SLURM_ARRAY_TASK_COUNT and "
+        "SLURM_ARRAY_TASK_STEP = 1), e.g. --array=0-{}, not a stepped range (0-6:2) or a list (1,3,7); every task "
+        "of this array refuses to run",
+        min, max, count, step_text != nullptr ? fmt::format(", SLURM_ARRAY_TASK_STEP={}", step) : "", count - 1));
+  }
+  if (id < min || id > max) {
+    throw ShardError(fmt::format(
+        "SLURM_ARRAY_TASK_ID={} is outside SLURM_ARRAY_TASK_MIN={} to SLURM_ARRAY_TASK_MAX={}", id, min, max));
+  }
+  return Shard{id - min, count, "SLURM_ARRAY_TASK_ID"};
+}
+
 }  // namespace
 
 std::uint64_t fnv1a64(std::string_view bytes, std::uint64_t h) noexcept {
@@ -133,26 +174,7 @@ Shard resolve_shard(const std::optional<std::string>& shard_flag,
     return checked(index, count, "JOB_COMPLETION_INDEX", "JOB_COMPLETION_INDEX", count_name);
   }
   if (const char* id_text = env("SLURM_ARRAY_TASK_ID")) {
-    const std::size_t id = number_of("SLURM_ARRAY_TASK_ID", id_text, 0, UINT32_MAX, "a task id");
-    const char* count_text = env("SLURM_ARRAY_TASK_COUNT");
-    if (count_text == nullptr) {
-      throw ShardError(fmt::format("SLURM_ARRAY_TASK_ID={} is set but SLURM_ARRAY_TASK_COUNT is not", id_text));
-    }
-    const std::size_t count = number_of("SLURM_ARRAY_TASK_COUNT", count_text, 1, max_shard_count, count_what);
-    std::size_t min = 0;
-    if (const char* min_text = env("SLURM_ARRAY_TASK_MIN")) {
-      min = number_of("SLURM_ARRAY_TASK_MIN", min_text, 0, UINT32_MAX, "a task id");
-    }
-    if (id < min) {
-      throw ShardError(fmt::format("SLURM_ARRAY_TASK_ID={} is below SLURM_ARRAY_TASK_MIN={}", id, min));
-    }
-    if (id - min >= count) {
-      throw ShardError(fmt::format(
-          "SLURM_ARRAY_TASK_ID={} minus SLURM_ARRAY_TASK_MIN={} gives shard index {} but SLURM_ARRAY_TASK_COUNT={}: "
-          "the array must be contiguous with step 1 (e.g. --array=0-{})",
-          id, min, id - min, count, count - 1));
-    }
-    return agree(Shard{id - min, count, "SLURM_ARRAY_TASK_ID"}, "SLURM_ARRAY_TASK_COUNT");
+    return agree(slurm_shard(id_text, env), "SLURM_ARRAY_TASK_COUNT");
   }
   if (const char* bazel = env("TEST_SHARD_INDEX")) {
     const std::size_t index = number_of("TEST_SHARD_INDEX", bazel, 0, max_shard_count - 1, "a shard index");

@@ -60,8 +60,11 @@ using EnvLookup = std::function<const char*(const char*)>;
 /// The slice this run is: `--shard` if given, else the first environment
 /// source that is set: JOB_COMPLETION_INDEX (count: `--shard-count`, else
 /// PAYLOADRUN_SHARD_COUNT), SLURM_ARRAY_TASK_ID (index minus
-/// SLURM_ARRAY_TASK_MIN, count SLURM_ARRAY_TASK_COUNT), TEST_SHARD_INDEX
-/// (count TEST_TOTAL_SHARDS). None set: unsharded (0 of 1, source "none").
+/// SLURM_ARRAY_TASK_MIN, count SLURM_ARRAY_TASK_COUNT; the array must be
+/// contiguous with step 1: SLURM_ARRAY_TASK_MAX - SLURM_ARRAY_TASK_MIN + 1 =
+/// SLURM_ARRAY_TASK_COUNT and SLURM_ARRAY_TASK_STEP, if set, 1, which every
+/// task can check alone), TEST_SHARD_INDEX (count TEST_TOTAL_SHARDS). None
+/// set: unsharded (0 of 1, source "none").
 /// Throws ShardError naming the flag or variable at fault.
 Shard resolve_shard(const std::optional<std::string>& shard_flag,
                     const std::optional<std::string>& shard_count_flag, const EnvLookup& env);
