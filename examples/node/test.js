@@ -63,7 +63,7 @@ function concurrent() {
   for (let i = 0; i < 100; i++) {
     const code = (i * 7) % 13;
     if (i % 25 === 3) {  // 4 deadlines
-      start(`timeout-${i}`, 'echo started; exec sleep 10', {timeout_ms: 300}, (r) => {
+      start(`timeout-${i}`, 'echo started; exec sleep 10', {timeout_ms: 1000}, (r) => {
         assert.strictEqual(r.timed_out, true);
         assert.strictEqual(r.exit_code, -1);
         assert.strictEqual(r.signal, 9);
