@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install test (suite 'install'): stage `meson install` into a temporary
-# DESTDIR, check the installed tree, then build and run a consumer program
-# against it using only what pkg-config reports for the staged payloadrun.pc
-# (PKG_CONFIG_SYSROOT_DIR=DESTDIR; see step 5 for why not --define-prefix).
+# DESTDIR, check the installed tree (no source or build path in any installed
+# program or library; the installed demo runs from the staged tree), then
+# build and run consumers against it: tests/cmake_consumer/*.cpp from what
+# pkg-config reports for the staged payloadrun.pc and payloadrun-gtest.pc
+# (PKG_CONFIG_SYSROOT_DIR=DESTDIR; see step 5 for why not --define-prefix),
+# and the CMake project tests/cmake_consumer (find_package(payloadrun)).
 #
 #   tests/install_check.sh BUILDDIR
 #
@@ -34,12 +37,13 @@ meson install -C "$builddir" --destdir "$dest" --no-rebuild --quiet
 # Install directories as configured (prefix absolute; the rest relative to
 # it unless absolute), from meson's introspection rather than hard-coded; and
 # b_sanitize, which a consumer of a sanitized library must be built with too.
-bindir='' libdir='' includedir='' datadir='' b_sanitize=''
+prefix='' bindir='' libdir='' includedir='' datadir='' libexecdir='' b_sanitize=''
 eval "$(meson introspect --buildoptions "$builddir" | python3 -c '
 import json, os, shlex, sys
 opts = {o["name"]: o["value"] for o in json.load(sys.stdin)}
 prefix = opts["prefix"]
-for d in ("bindir", "libdir", "includedir", "datadir"):
+print("prefix=" + shlex.quote(prefix))
+for d in ("bindir", "libdir", "includedir", "datadir", "libexecdir"):
     print(d + "=" + shlex.quote(os.path.join(prefix, opts[d])))
 print("b_sanitize=" + shlex.quote(opts.get("b_sanitize", "none")))
 ')"
@@ -158,6 +162,13 @@ echo "   cflags: $cflags"
 echo "   libs:   $libs"
 [[ " $cflags " == *" -I$(staged "$includedir") "* ]] || fail "--cflags lacks -I$(staged "$includedir")"
 [[ " $libs " == *" -L$lib_dir "* ]] || fail "--libs lacks -L$lib_dir"
+# The public headers need no define of a dependency (-DSPDLOG_*,
+# -DSIMDJSON_*): none may reach consumers, --static included.
+if defines=$(pkgconf --cflags --static payloadrun | tr ' ' '\n' | grep -E '^-D'); then
+  fail "payloadrun.pc hands consumers defines:"$'\n'"$defines"
+else
+  pass "pkg-config --cflags [--static] payloadrun has no -D"
+fi
 
 # --- 6. the programs -------------------------------------------------------
 bin_dir=$(staged "$bindir")
@@ -168,9 +179,49 @@ for prog in payloadrun payloadrun-drain; do
     fail "program $prog not installed (executable) in $bin_dir"
   fi
 done
+# The demo: scenarios in datadir, its ELF programs in libexecdir.
+demo_data=$(staged "$datadir")/payloadrun/demo
+demo_exec=$(staged "$libexecdir")/payloadrun/demo
 for f in demo.json failures.json; do
-  [[ -f "$(staged "$datadir")/payloadrun/demo/$f" ]] || fail "demo scenario $f not installed"
+  [[ -f "$demo_data/$f" ]] || fail "demo scenario $f not installed in ${demo_data#"$dest"}"
 done
+for f in fio_like schbench_like forker overrun failer; do
+  [[ -x "$demo_exec/$f" ]] || fail "demo program $f not installed (executable) in ${demo_exec#"$dest"}"
+done
+is_elf() { [[ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" == '177ELF' ]]; }
+n_elf=0
+while IFS= read -r -d '' f; do
+  is_elf "$f" || continue
+  n_elf=$((n_elf + 1))
+  case $f in "$(staged "$datadir")"/*) fail "ELF file ${f#"$dest"} installed in the datadir" ;; esac
+  # No source or build directory path in what is installed (debug info,
+  # __FILE__, compiled-in lookups).
+  if leak=$(strings -a "$f" | grep -F -e "$srcdir" -e "$builddir" | head -n 3); then
+    fail "${f#"$dest"} names the source or build directory:"$'\n'"$leak"
+  fi
+done < <(find "$dest" -type f -print0)
+((n_elf >= 8)) && pass "$n_elf installed ELF files, none in the datadir, none naming $srcdir or $builddir"
+((n_elf >= 8)) || fail "only $n_elf ELF files installed (the library, 2 programs, 5 demo payloads expected)"
+# ... nor in any other installed file (.pc, CMake package, scenarios).
+if named=$(grep -rlF -e "$srcdir" -e "$builddir" "$dest"); then
+  fail "installed files name the source or build directory:"$'\n'"${named//"$dest"/}"
+else
+  pass "no installed file names the source or build directory"
+fi
+# The installed `payloadrun run` finds the installed demo relative to itself
+# (no path is compiled in, see above) and passes it.
+if LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$bin_dir/payloadrun" run \
+  --json "$tmp/demo-report.json" >"$tmp/demo.out" 2>&1; then
+  demo_file=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["scenario"]["file"])' \
+    "$tmp/demo-report.json")
+  if [[ "$demo_file" == "$demo_data/demo.json" ]]; then
+    pass "installed payloadrun ran the installed demo ${demo_file#"$dest"} (exit 0)"
+  else
+    fail "installed payloadrun ran the demo scenario '$demo_file', not $demo_data/demo.json"
+  fi
+else
+  fail "installed payloadrun run (the demo) failed:"$'\n'"$(tail -n 20 "$tmp/demo.out")"
+fi
 # payloadrun-drain without arguments prints its usage and exits non-zero;
 # run it to prove the installed binary loads the installed library.
 if LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$bin_dir/payloadrun-drain" \
@@ -182,43 +233,74 @@ else
   pass "installed payloadrun-drain runs (usage error as expected)"
 fi
 
-# --- 7. a consumer built only from pkg-config's flags ---------------------
-cat >"$tmp/consumer.cpp" <<'EOF'
-#include <payloadrun/payloadrun.hpp>
-
-#include <cstdio>
-
-int main() {
-  payloadrun::Supervisor supervisor;
-  payloadrun::Completion c =
-      supervisor.payload(payloadrun::Payload::binary_payload("true", "/bin/true")).run();
-  if (c.metrics.exit_code != 0 || c.metrics.timed_out || !c.result.passed) {
-    std::fprintf(stderr, "consumer: /bin/true gave exit code %d (timed out %d, passed %d)\n",
-                 c.metrics.exit_code, int(c.metrics.timed_out), int(c.result.passed));
-    return 1;
-  }
-  std::puts("ok");
-  return 0;
-}
-EOF
+# --- 7. consumers built only from pkg-config's flags -----------------------
+consumer_src=$srcdir/tests/cmake_consumer
 # -rpath-link: with wrap fallbacks, libpayloadrun's own shared dependencies
 # (libuv, fmt, spdlog) are staged next to it; let the linker find them there.
 extra=("-Wl,-rpath-link,$lib_dir")
 [[ "$b_sanitize" == none ]] || extra+=("-fsanitize=$b_sanitize")
-echo "== $CXX -std=c++20 ${extra[*]} consumer.cpp $cflags $libs"
-# shellcheck disable=SC2086  # word splitting of the pkg-config flags is intended
-if ! "$CXX" -std=c++20 "${extra[@]}" -o "$tmp/consumer" "$tmp/consumer.cpp" $cflags $libs; then
-  fail "consumer does not compile/link against the staged install"
-else
-  export LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  resolved=$(ldd "$tmp/consumer" | awk '$1 ~ /^libpayloadrun\.so/ { print $3 }')
+export LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# build_and_run NAME PKG: NAME.cpp built with `pkg-config --cflags --libs PKG`,
+# run; it must exit 0.
+build_and_run() {
+  local name=$1 flags
+  flags=$(pkgconf --cflags --libs "$2")
+  echo "== $CXX -std=c++20 ${extra[*]} $name.cpp $flags"
+  # shellcheck disable=SC2086  # word splitting of the pkg-config flags is intended
+  if ! "$CXX" -std=c++20 "${extra[@]}" -o "$tmp/$name" "$consumer_src/$name.cpp" $flags; then
+    fail "$name does not compile/link against the staged install with $2.pc"
+    return
+  fi
+  resolved=$(ldd "$tmp/$name" | awk '$1 ~ /^libpayloadrun\.so/ { print $3 }')
   [[ "$resolved" == "$lib_dir"/* ]] ||
-    fail "consumer resolves libpayloadrun to '$resolved', not the staged $lib_dir"
-  out=$("$tmp/consumer") && rc=0 || rc=$?
-  if [[ $rc -eq 0 && "$out" == ok ]]; then
-    pass "consumer built from pkg-config flags ran Supervisor on /bin/true: $out"
+    fail "$name resolves libpayloadrun to '$resolved', not the staged $lib_dir"
+  if "$tmp/$name" >"$tmp/$name.out" 2>&1; then
+    pass "$name built from $2.pc ran: $(tail -n 1 "$tmp/$name.out")"
   else
-    fail "consumer exited $rc with output '$out'"
+    fail "$name (from $2.pc) failed:"$'\n'"$(tail -n 20 "$tmp/$name.out")"
+  fi
+}
+build_and_run consumer payloadrun
+build_and_run gtest_consumer payloadrun-gtest
+
+# --- 8. a CMake consumer: find_package(payloadrun) --------------------------
+cmake_dir=$lib_dir/cmake/payloadrun
+[[ -f "$cmake_dir/payloadrunConfig.cmake" ]] ||
+  fail "CMake package file payloadrunConfig.cmake not installed in ${cmake_dir#"$dest"}"
+if ! command -v cmake >/dev/null; then
+  # meson writes the version file from CMake's templates, so not without it.
+  echo "SKIP: the CMake consumer and payloadrunConfigVersion.cmake: cmake is not installed" \
+    "(apt-get install cmake; .ci/run does)"
+else
+  [[ -f "$cmake_dir/payloadrunConfigVersion.cmake" ]] ||
+    fail "CMake package file payloadrunConfigVersion.cmake not installed in ${cmake_dir#"$dest"}"
+  cm_flags=("-DCMAKE_EXE_LINKER_FLAGS=${extra[*]}")
+  [[ "$b_sanitize" == none ]] || cm_flags+=("-DCMAKE_CXX_FLAGS=-fsanitize=$b_sanitize")
+  cmake_prefix=$(staged "$prefix")  # the CMAKE_PREFIX_PATH a user gives: the install prefix
+  if cmake -S "$consumer_src" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$cmake_prefix" \
+      -DCMAKE_CXX_COMPILER="$(command -v "$CXX")" "${cm_flags[@]}" >"$tmp/cmake.out" 2>&1 &&
+    cmake --build "$tmp/cmake-build" >>"$tmp/cmake.out" 2>&1; then
+    found_dir=$(sed -n 's/^payloadrun_DIR:PATH=//p' "$tmp/cmake-build/CMakeCache.txt")
+    [[ "$found_dir" == "$cmake_dir" ]] || fail "CMake found payloadrun in '$found_dir', not the staged $cmake_dir"
+    for prog in consumer gtest_consumer; do
+      if "$tmp/cmake-build/$prog" >"$tmp/cmake-$prog.out" 2>&1; then
+        pass "CMake-built $prog (payloadrun::$([[ $prog == consumer ]] && echo payloadrun || echo gtest)) ran"
+      else
+        fail "CMake-built $prog failed:"$'\n'"$(tail -n 20 "$tmp/cmake-$prog.out")"
+      fi
+    done
+  else
+    fail "the CMake consumer does not configure/build:"$'\n'"$(tail -n 30 "$tmp/cmake.out")"
+  fi
+  # The version file: 0.x accepts only the same minor version.
+  if cmake -S "$consumer_src" -B "$tmp/cmake-build-v" -DCMAKE_PREFIX_PATH="$cmake_prefix" \
+      -DPAYLOADRUN_VERSION_WANTED=0.99 >"$tmp/cmake-v.out" 2>&1; then
+    fail "find_package(payloadrun 0.99) accepted version $(pkgconf --modversion payloadrun)"
+  elif grep -q 'considered but not accepted' "$tmp/cmake-v.out" &&
+    grep -qF "payloadrunConfig.cmake, version: $(pkgconf --modversion payloadrun)" "$tmp/cmake-v.out"; then
+    pass "find_package(payloadrun 0.99) refuses version $(pkgconf --modversion payloadrun) (payloadrunConfigVersion.cmake)"
+  else
+    fail "find_package(payloadrun 0.99) failed for another reason:"$'\n'"$(tail -n 20 "$tmp/cmake-v.out")"
   fi
 fi
 

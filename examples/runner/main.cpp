@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <new>
 #include <optional>
 #include <string>
@@ -60,17 +61,21 @@ std::string exe_dir() {
   return buf.substr(0, buf.find_last_of('/'));
 }
 
-// The bundled demo: next to the binary (build tree), the install datadir,
-// then the source tree (its binaries come from the compiled-in build dir).
+std::string normal(const std::string& path) { return std::filesystem::path(path).lexically_normal().string(); }
+
+// The bundled demo, found relative to this program: next to it (the build
+// tree: build/examples/demo holds the programs and the scenarios), then the
+// installed layout (bindir/../share/payloadrun/demo for the scenarios,
+// bindir/../libexec/payloadrun/demo for the programs, as configured).
 runner::Scenario load_demo() {
   struct Candidate {
     std::string file, base_dir;
   };
-  const std::string here = exe_dir() + "/demo";
+  const std::string dir = exe_dir();
+  const std::string here = dir + "/demo";
   const std::vector<Candidate> candidates = {
       {here + "/demo.json", here},
-      {std::string(PAYLOADRUN_DEMO_DATADIR) + "/demo.json", PAYLOADRUN_DEMO_DATADIR},
-      {std::string(PAYLOADRUN_DEMO_SOURCE_DIR) + "/demo.json", PAYLOADRUN_DEMO_BUILD_DIR},
+      {normal(dir + "/" PAYLOADRUN_DEMO_DATA_FROM_BINDIR "/demo.json"), normal(dir + "/" PAYLOADRUN_DEMO_EXEC_FROM_BINDIR)},
   };
   std::string tried;
   for (const auto& c : candidates) {
