@@ -5,6 +5,76 @@
 
 namespace payloadrun {
 
+// Import the oldest journal not yet imported (one at a time: memory stays
+// bounded by one journal, at most detail::spill_chunk_bytes of records).
+// True when one was imported.
+bool RingConsumer::Impl::import_spill() {
+  last_spill_scan_ns = detail::monotonic_ns();
+  more_spills = false;
+  for (const std::string& path : detail::list_spills(options.spill_dir, map.name())) {
+    if (imported.count(path) != 0) continue;
+    if (!spilled.empty()) {
+      more_spills = true;  // after the ones being returned now
+      return false;
+    }
+    imported.insert(path);  // (an unreadable one is tried again by the next consumer)
+    detail::SpillContents c = detail::read_spill(path);
+    for (auto& p : c.problems) {
+      ++stats.corrupt;
+      report(fmt::format("ring '{}': {}", map.name(), p));
+    }
+    if (!c.readable) continue;  // left where it is
+    const std::size_t file = spills.size();
+    spills.push_back({path, c.spill_id, 0, c.damaged});
+    for (auto& r : c.records) {
+      ++stats.records;
+      RingHold hold;
+      hold.spills.push_back(c.spill_id);
+      std::optional<RingMessage> out;
+      deliver(r.meta, std::move(r.body), origin_of('s', c.spill_id, r.offset), hold,
+              atomic_message(r.meta), out);
+      if (out) {
+        ++spills[file].waiting;
+        spilled.emplace_back(std::move(*out), file);
+      }
+    }
+    report(fmt::format("ring '{}': imported {} records from spill journal {}{}", map.name(),
+                       c.records.size(), path, c.damaged ? " (damaged: kept for inspection)" : ""));
+    more_spills = true;  // there may be more behind it
+    return true;
+  }
+  return false;
+}
+
+
+// Remove the journals whose records are all committed and no partial holds.
+void RingConsumer::Impl::remove_spills(const RingHold& keep) {
+  const std::vector<std::uint64_t> held = held_spills(keep);
+  for (auto it = spills.begin(); it != spills.end();) {
+    const bool in_use = it->waiting != 0 || std::find(held.begin(), held.end(), it->id) != held.end();
+    if (in_use) {
+      ++it;
+      continue;
+    }
+    if (it->keep) {
+      // Damaged: kept for inspection (a later consumer imports it again;
+      // its lines are deduplicated by origin).
+    } else if (::unlink(it->path.c_str()) == 0 || errno == ENOENT) {
+      imported.erase(it->path);
+    } else {
+      // Still imported: never read it again in this consumer.
+      report(fmt::format("ring '{}': cannot remove imported spill journal {}: {}", map.name(),
+                         it->path, std::strerror(errno)));
+    }
+    const std::size_t gone = static_cast<std::size_t>(it - spills.begin());
+    it = spills.erase(it);
+    for (auto& [m, file] : spilled) {
+      if (file > gone) --file;
+    }
+  }
+}
+
+
 std::string RingView::origin() const { return message_ != nullptr ? message_->origin : origin_of('r', ring_id_, position_); }
 
 RingHold RingView::hold() const {

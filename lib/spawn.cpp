@@ -23,6 +23,7 @@
 #include "detail/errno_text.hpp"
 #include "detail/invocation.hpp"
 #include "detail/log.hpp"
+#include "detail/spawn_plan.hpp"
 #include "payloadrun/error.hpp"
 
 extern char** environ;
@@ -36,10 +37,6 @@ constexpr int clone_pidfd_flag = 0x00001000;
 constexpr int clone_pidfd_flag = CLONE_PIDFD;
 #endif
 constexpr unsigned close_range_unshare = 1U << 1;  // CLOSE_RANGE_UNSHARE (Linux 5.9)
-
-[[noreturn]] void throw_spawn(const Payload& p, Errc code, const std::string& what, int e) {
-  throw Error(code, fmt::format("spawn payload '{}': {}", p.name, what), e);
-}
 
 std::string not_found_text(const std::string& binary, bool searched_path) {
   return fmt::format(
@@ -92,32 +89,6 @@ std::string resolve_binary(const Payload& p) {
   }
   throw_spawn(p, Errc::not_found, not_found_text(bin, true), ENOENT);
 }
-
-// Everything the child needs, prepared in the parent: the child shares our
-// memory (CLONE_VM) and may only make raw system calls.
-struct ChildPlan {
-  const char* path = nullptr;
-  char* const* argv = nullptr;
-  char* const* envp = nullptr;
-  const char* cwd = nullptr;
-  int stdio[3] = {-1, -1, -1};
-  int cgroup_procs = -1;
-  bool new_pgrp = true;
-  // SIGKILL the child when the thread that clones it ends
-  // (PR_SET_PDEATHSIG); parent_pid tells whether that already happened.
-  bool die_with_parent = true;
-  pid_t parent_pid = 0;
-  // > 0: the child starts on our fd table (CLONE_FILES) and must unshare
-  // it, keeping fds below this, before touching any descriptor.
-  unsigned keep_below = 0;
-  // Written by the child when a step fails (visible to us through CLONE_VM).
-  volatile int failed_errno = 0;
-  volatile int failed_step = 0;
-};
-
-enum ChildStep {
-  step_none, step_pdeathsig, step_orphaned, step_pgrp, step_cgroup, step_stdio, step_fds, step_cwd, step_exec
-};
 
 const char* step_text(int step) {
   switch (step) {
@@ -281,27 +252,6 @@ void validate_run(const PayloadRun& run) {
   }
 }
 
-std::string exec_failure_text(const Payload& p, const std::string& exec_path, int step, int e,
-                              const PayloadRun& run) {
-  if (step == step_exec && e == ENOENT) return not_found_text(p.binary, false);
-  if (step == step_exec && e == ENOEXEC) {
-    return fmt::format("spawn '{}': {} is not an executable format (ENOEXEC): give it a `#!` "
-                       "line or run it through its interpreter explicitly",
-                       p.binary, exec_path);
-  }
-  if (step == step_cwd) {
-    return fmt::format("spawn '{}': cannot change to working directory '{}': {}", p.binary,
-                       run.working_directory().value_or(""), errno_text(e));
-  }
-  return fmt::format("spawn '{}': {} failed: {}", p.binary, step_text(step), errno_text(e));
-}
-
-Errc exec_failure_code(int step, int e) {
-  if (step == step_exec && e == ENOENT) return Errc::not_found;
-  if (step == step_cgroup) return Errc::cgroup;
-  return Errc::spawn_failed;
-}
-
 // For one clone, puts the child's stdin/stdout/stderr into the supervisor's
 // low slots (so the child's private fd table need only reach them), and
 // puts /dev/null back afterwards, so our copies of a pipe's write end never
@@ -408,53 +358,6 @@ void clone_vfork(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run,
   }
 }
 
-void on_uv_process_exit(uv_process_t* proc, int64_t exit_status, int term_signal) {
-  auto* inv = static_cast<Invocation*>(proc->data);
-  dispatch(inv->impl, "process exit", [&] {
-    kill_group(*inv, false);  // libuv has reaped the leader: its descendants go now
-    if (term_signal != 0) {
-      leader_exited(*inv, -1, term_signal);
-    } else {
-      leader_exited(*inv, static_cast<int>(exit_status), std::nullopt);
-    }
-  });
-}
-
-void uv_backend(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run,
-                ChildPlan& plan, const std::string& exec_path) {
-  const Payload& p = *inv.payload;
-  if (plan.cgroup_procs >= 0) {
-    throw_spawn(p, Errc::invalid_argument,
-                "the uv_spawn backend cannot place a payload in a cgroup; use the clone_vfork "
-                "backend",
-                0);
-  }
-  uv_stdio_container_t stdio[3];
-  for (int i = 0; i < 3; ++i) {
-    stdio[i].flags = UV_INHERIT_FD;
-    stdio[i].data.fd = plan.stdio[i];
-  }
-  uv_process_options_t opts{};
-  opts.exit_cb = on_uv_process_exit;
-  opts.file = exec_path.c_str();
-  opts.args = const_cast<char**>(plan.argv);
-  opts.env = plan.envp == environ ? nullptr : const_cast<char**>(plan.envp);
-  opts.cwd = plan.cwd;
-  opts.flags = plan.new_pgrp ? UV_PROCESS_DETACHED : 0;
-  opts.stdio_count = 3;
-  opts.stdio = stdio;
-  const int rc = ::uv_spawn(impl.loop, &inv.process.handle, &opts);
-  // uv_spawn initialises the handle even on failure; it must be closed.
-  slot_opened(inv, inv.process);
-  if (rc != 0) {
-    const int e = -rc;
-    close_slot(inv, inv.process);
-    throw_spawn(p, exec_failure_code(step_exec, e), exec_failure_text(p, exec_path, step_exec, e, run),
-                e);
-  }
-  inv.pid = inv.process.handle.pid;
-}
-
 // Resolve where the payload runs: a named cgroup under the supervisor's
 // parent, or a fresh one of its own. Validation happened in the builder.
 void prepare_cgroup(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run) {
@@ -485,6 +388,31 @@ void prepare_cgroup(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run
 }
 
 }  // namespace
+
+[[noreturn]] void throw_spawn(const Payload& p, Errc code, const std::string& what, int e) {
+  throw Error(code, fmt::format("spawn payload '{}': {}", p.name, what), e);
+}
+
+std::string exec_failure_text(const Payload& p, const std::string& exec_path, int step, int e,
+                              const PayloadRun& run) {
+  if (step == step_exec && e == ENOENT) return not_found_text(p.binary, false);
+  if (step == step_exec && e == ENOEXEC) {
+    return fmt::format("spawn '{}': {} is not an executable format (ENOEXEC): give it a `#!` "
+                       "line or run it through its interpreter explicitly",
+                       p.binary, exec_path);
+  }
+  if (step == step_cwd) {
+    return fmt::format("spawn '{}': cannot change to working directory '{}': {}", p.binary,
+                       run.working_directory().value_or(""), errno_text(e));
+  }
+  return fmt::format("spawn '{}': {} failed: {}", p.binary, step_text(step), errno_text(e));
+}
+
+Errc exec_failure_code(int step, int e) {
+  if (step == step_exec && e == ENOENT) return Errc::not_found;
+  if (step == step_cgroup) return Errc::cgroup;
+  return Errc::spawn_failed;
+}
 
 void init_spawn_slots(SupervisorImpl& impl) noexcept {
   // close_range(~0U, ~0U, 0) closes nothing: 0 where the call exists.
