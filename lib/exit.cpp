@@ -179,12 +179,21 @@ bool reap_pidfd_blocking(int pidfd) noexcept {
   pollfd pfd{pidfd, POLLIN, 0};
   while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
   }
-  siginfo_t info{};
-  int rc;
-  do {
-    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
-  } while (rc != 0 && errno == EINTR);
-  return rc == 0 || errno == ECHILD;  // ECHILD: reaped by the kernel (SIGCHLD ignored)
+  // Readable means it exited; but a traced leader (a debugger, strace, a
+  // sanitizer's leak checker) is waitable by us only once its tracer let go
+  // (killed with the group): until then waitid finds nothing (si_pid 0).
+  // Retry, bounded, so no zombie is left behind.
+  for (int i = 0; i < 5000; ++i) {
+    siginfo_t info{};
+    const int rc =
+        ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG);
+    if (rc == 0 && info.si_pid != 0) return true;
+    if (rc != 0 && errno == ECHILD) return true;  // reaped by the kernel (SIGCHLD ignored)
+    if (rc != 0 && errno != EINTR && errno != EAGAIN) return false;
+    ::usleep(1000);
+  }
+  errno = ETIMEDOUT;
+  return false;
 }
 
 void reap_leader_blocking(Invocation& inv) noexcept {
