@@ -463,7 +463,7 @@ void run_records(Reader in) {
 
     RecordHeader h{};
     h.magic = (r.flags & ring_fuzz::bad_magic) != 0 ? ~detail::record_magic : detail::record_magic;
-    h.version = detail::ring_version;
+    h.version = detail::record_version;  // a record's own version, not the ring's
     h.type = r.type;
     h.pid = r.pid;
     h.payload_index = r.payload_index;
