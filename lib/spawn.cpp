@@ -62,14 +62,7 @@ std::string resolve_binary(const Payload& p) {
   if (bin.find('\0') != std::string::npos) {
     throw_spawn(p, Errc::invalid_argument, "the binary name contains a NUL byte", 0);
   }
-  if (bin.find('/') != std::string::npos) {
-    // Checked here too, not only by execve: a spawn paced into the queue
-    // must still throw for a binary that is not there.
-    if (::access(bin.c_str(), F_OK) != 0 && errno == ENOENT) {
-      throw_spawn(p, Errc::not_found, not_found_text(bin, false), ENOENT);
-    }
-    return bin;
-  }
+  if (bin.find('/') != std::string::npos) return bin;  // execve says if it is not there
   const char* path_env = std::getenv("PATH");
   std::string_view path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
   bool saw_eacces = false;
@@ -414,6 +407,15 @@ Errc exec_failure_code(int step, int e) {
   return Errc::spawn_failed;
 }
 
+void require_binary_present(const Invocation& inv) {
+  // A queued spawn's execve runs after spawn() returned: look now, so a
+  // binary that is not there still throws from spawn(). (A PATH lookup
+  // already looked.)
+  if (::access(inv.exec_path.c_str(), F_OK) != 0 && errno == ENOENT) {
+    throw_spawn(*inv.payload, Errc::not_found, not_found_text(inv.payload->binary, false), ENOENT);
+  }
+}
+
 void init_spawn_slots(SupervisorImpl& impl) noexcept {
   // close_range(~0U, ~0U, 0) closes nothing: 0 where the call exists.
   if (::syscall(SYS_close_range, ~0U, ~0U, 0U) != 0) {
@@ -455,7 +457,7 @@ std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRu
   inv->new_pgrp = !p.uses_parent_pgrp;
   inv->index_stride = impl.options.index_stride;
   inv->index_offset = impl.options.index_offset;
-  inv->exec_path = resolve_binary(p);  // a missing binary throws here, queued or not
+  inv->exec_path = resolve_binary(p);  // PATH lookup: a binary not on PATH throws here
   return inv;
 }
 

@@ -117,6 +117,7 @@ std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const Payload
     begin_turn(impl);
     // In order: once anything waits, later spawns wait behind it.
     if (!impl.spawn_queue.empty() || slice_used(impl)) {
+      require_binary_present(*inv);
       queue_invocation(impl, inv, run);
       return inv;
     }

@@ -207,6 +207,9 @@ void close_spawn_queue(SupervisorImpl& impl) noexcept;
 /// Checks the run and makes its invocation (throws Error: bad input, a
 /// missing binary, a shut-down supervisor); no process yet.
 std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRun& run);
+/// Throws Error(not_found) when the resolved binary is not there (for a
+/// spawn about to be queued: its execve comes later).
+void require_binary_present(const Invocation& inv);
 /// Starts the process (throws Error: cgroup, pipes, clone, exec): running.
 void start_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv,
                       const PayloadRun& run);
