@@ -113,14 +113,16 @@ void queue_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& i
 
 std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run) {
   std::shared_ptr<Invocation> inv = new_invocation(impl, run);
-  if (impl.options.spawn_slice.count() > 0) {
-    begin_turn(impl);
-    // In order: once anything waits, later spawns wait behind it.
-    if (!impl.spawn_queue.empty() || slice_used(impl)) {
-      require_binary_present(*inv);
-      queue_invocation(impl, inv, run);
-      return inv;
-    }
+  if (impl.options.spawn_slice.count() == 0) {  // unpaced: nothing to time
+    start_invocation(impl, inv, run);
+    return inv;
+  }
+  begin_turn(impl);
+  // In order: once anything waits, later spawns wait behind it.
+  if (!impl.spawn_queue.empty() || slice_used(impl)) {
+    require_binary_present(*inv);
+    queue_invocation(impl, inv, run);
+    return inv;
   }
   timed_start(impl, inv, run);
   return inv;
