@@ -173,25 +173,16 @@ void check_runnable(const PayloadRun& run) {
   }
 }
 
-// Spawn, then set how it stops: read only when it is stopped, which cannot
-// happen before the loop (or another spawn) runs again.
-std::shared_ptr<detail::Invocation> start(detail::SupervisorImpl& impl, const PayloadRun& run) {
-  auto inv = detail::spawn_invocation(impl, run);
-  inv->stop_signal = run.effective_stop_signal();
-  inv->stop_grace = run.effective_stop_grace();
-  return inv;
-}
-
 }  // namespace
 
 PayloadHandle PayloadRun::spawn() {
   check_runnable(*this);
-  return PayloadHandle(start(*supervisor_->impl_, *this));
+  return PayloadHandle(detail::spawn_invocation(*supervisor_->impl_, *this));
 }
 
 void PayloadRun::spawn(CompletionCallback on_done) {
   check_runnable(*this);
-  auto inv = start(*supervisor_->impl_, *this);
+  auto inv = detail::spawn_invocation(*supervisor_->impl_, *this);
   inv->callback = std::move(on_done);
   inv->delivery = detail::Delivery::callback;
 }

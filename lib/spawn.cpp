@@ -457,6 +457,8 @@ std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRu
   inv->new_pgrp = !p.uses_parent_pgrp;
   inv->index_stride = impl.options.index_stride;
   inv->index_offset = impl.options.index_offset;
+  inv->stop_signal = run.effective_stop_signal();
+  inv->stop_grace = run.effective_stop_grace();
   inv->exec_path = resolve_binary(p);  // PATH lookup: a binary not on PATH throws here
   return inv;
 }
