@@ -509,7 +509,10 @@ TEST(Ring, ReadInPlaceRacingProducersExactlyOnceAndSpaceBackOnlyAfterTheCallback
       next_seq[static_cast<std::size_t>(p)] = s + 1;
       const std::string origin = m.origin();
       if (origin.rfind("r:", 0) == 0) ++in_ring;
-      if (consumer.committed_position() > m.hold().ring_position) ++passed_tail;
+      // Read in place: one-record messages. A fragmented one is reassembled
+      // into a copy, and one larger than a quarter of the ring cannot hold
+      // its first fragments, so the tail may pass them by design.
+      if (s % 997 != 0 && consumer.committed_position() > m.hold().ring_position) ++passed_tail;
       ++total;
     });
     ASSERT_GT(got, 0u) << "stalled after " << total << " messages";
