@@ -5,7 +5,9 @@
 // looked up by a linear scan of the metrics: O(N * M), ~4x per doubling).
 // Both must agree (same verdict, same number of failure details, same
 // polarity and unit on every metric), else exit 1.
-// Prints one JSON object per (size, op, impl): {"n","m","op","impl","ns"}.
+// Prints one JSON object per (size, op, impl): {"n","m","op","impl","ns",
+// "ns_min","ns_max"} (ns per call: the median round, the fastest, the slowest).
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -94,7 +96,12 @@ void naive_apply_hints(payloadrun::PayloadMetrics& metrics, std::span<const payl
 
 /// Median ns per call over `rounds` samples of >= min_seconds each;
 /// `impls` are interleaved.
-std::vector<double> time_interleaved(std::vector<std::function<void()>> impls, long rounds, double min_seconds) {
+// Per implementation: {median, fastest, slowest} ns per call over the rounds.
+struct Timing {
+  double median, min, max;
+};
+
+std::vector<Timing> time_interleaved(std::vector<std::function<void()>> impls, long rounds, double min_seconds) {
   std::vector<std::vector<double>> samples(impls.size());
   for (long r = 0; r < rounds; ++r) {
     for (std::size_t k = 0; k < impls.size(); ++k) {
@@ -109,8 +116,10 @@ std::vector<double> time_interleaved(std::vector<std::function<void()>> impls, l
       samples[k].push_back(secs * 1e9 / static_cast<double>(iters));
     }
   }
-  std::vector<double> out;
-  for (auto& s : samples) out.push_back(bench::median(s));
+  std::vector<Timing> out;
+  for (auto& s : samples) {
+    out.push_back({bench::median(s), *std::min_element(s.begin(), s.end()), *std::max_element(s.begin(), s.end())});
+  }
   return out;
 }
 
@@ -158,11 +167,15 @@ int main(int argc, char** argv) {
                                           [&] { naive_apply_hints(naive_hinted, f.hints); }},
                                          rounds, min_seconds);
       if (sink == 0) bench::fail("evaluation produced nothing");
-      const char* fmt = "{\"n\":%zu,\"m\":%zu,\"op\":\"%s\",\"impl\":\"%s\",\"ns\":%.1f}\n";
-      std::printf(fmt, n, m, "evaluate_checks", "payloadrun", eval[0]);
-      std::printf(fmt, n, m, "evaluate_checks", "naive", eval[1]);
-      std::printf(fmt, n, m, "apply_hints", "payloadrun", hint[0]);
-      std::printf(fmt, n, m, "apply_hints", "naive", hint[1]);
+      const char* fmt =
+          "{\"n\":%zu,\"m\":%zu,\"op\":\"%s\",\"impl\":\"%s\",\"ns\":%.1f,\"ns_min\":%.1f,\"ns_max\":%.1f}\n";
+      auto print = [&](const char* op, const char* impl, const Timing& t) {
+        std::printf(fmt, n, m, op, impl, t.median, t.min, t.max);
+      };
+      print("evaluate_checks", "payloadrun", eval[0]);
+      print("evaluate_checks", "naive", eval[1]);
+      print("apply_hints", "payloadrun", hint[0]);
+      print("apply_hints", "naive", hint[1]);
       std::fflush(stdout);
     }
     return 0;

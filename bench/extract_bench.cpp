@@ -12,10 +12,12 @@
 // generator's leaf count and value sum, else exit 1.
 // Google Benchmark's table goes to stderr (its --benchmark_* flags work, e.g.
 // --benchmark_out=f.json); stdout gets one JSON object per implementation,
-// the median over repetitions: {"impl","mb_per_s","bytes","leaves","rounds"}.
+// the median over repetitions and the slowest and fastest one:
+// {"impl","mb_per_s","mb_per_s_min","mb_per_s_max","bytes","leaves","rounds"}.
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <iostream>
@@ -464,8 +466,11 @@ int main(int argc, char** argv) {
         bench::fail(impl.name + ": " + std::to_string(v.size()) + " of " + std::to_string(rounds) +
                     " repetitions reported");
       }
-      std::printf("{\"impl\":\"%s\",\"mb_per_s\":%.2f,\"bytes\":%zu,\"leaves\":%zu,\"rounds\":%ld}\n",
-                  impl.name.c_str(), bench::median(v), text.size(), doc.leaves, rounds);
+      std::printf(
+          "{\"impl\":\"%s\",\"mb_per_s\":%.2f,\"mb_per_s_min\":%.2f,\"mb_per_s_max\":%.2f,"
+          "\"bytes\":%zu,\"leaves\":%zu,\"rounds\":%ld}\n",
+          impl.name.c_str(), bench::median(v), *std::min_element(v.begin(), v.end()),
+          *std::max_element(v.begin(), v.end()), text.size(), doc.leaves, rounds);
     }
     return 0;
   } catch (const std::exception& e) {

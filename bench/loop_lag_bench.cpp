@@ -3,7 +3,7 @@
 // (stdout and stderr piped) and the run ends when all N were reaped. The
 // figure is the timer's worst lateness (and p99) from the burst to the last
 // reap: how long the loop's thread was kept from running anything else.
-//   --mode payloadrun           spawn pacing on (spawn_slice 1 ms)
+//   --mode payloadrun           spawn pacing on (spawn_slice --slice-us, 1000)
 //   --mode payloadrun_unpaced   spawn_slice 0, the default: every clone
 //                               inside spawn() (the in-loop clone)
 //   --mode forkserver           a prototype spawn helper process: a forked
@@ -244,6 +244,8 @@ int main(int argc, char** argv) {
   bench::Args args(argc, argv);
   const std::string mode = args.str("mode", "payloadrun");
   const long n = args.integer("n", args.has("smoke") ? 40 : 1000);
+  const long slice_us = args.integer("slice-us", 1000);
+  if (slice_us <= 0) bench::fail("--slice-us must be > 0 (payloadrun_unpaced is the unpaced mode)");
   bench::raise_nofile(static_cast<rlim_t>(n * 8 + 1024));
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -265,7 +267,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const payloadrun::Payload> payload;
   if (mode == "payloadrun" || mode == "payloadrun_unpaced") {
     payloadrun::SupervisorOptions o;
-    o.spawn_slice = std::chrono::microseconds(mode == "payloadrun_unpaced" ? 0 : 1000);
+    o.spawn_slice = std::chrono::microseconds(mode == "payloadrun_unpaced" ? 0 : slice_us);
     sup.emplace(&loop, o);
     payload = std::make_shared<payloadrun::Payload>(payloadrun::Payload::binary_payload("true", "/bin/true"));
   } else if (mode == "forkserver") {

@@ -6,10 +6,14 @@ checks), using asyncio.create_subprocess_exec as its documentation shows
   spawn    --n N --k K [--max-seconds T] [--cmd /bin/true]
            N spawns, K in flight, stdout piped and drained; every exit code
            must be 0 and stdout empty. Prints {"mode","k","spawns","seconds","rate"}.
-  sleep    --n N [--sleep S]   N `sleep S` children in flight (stdout and
-           stderr piped): CPU% of this process over an idle window while they
-           sleep, RSS growth per child, reap tail (last completion minus
-           (last spawn + S)). Same window rule as supervise_bench.
+  sleep    --n N [--sleep S] [--sleep-cmd sleep]   N `sleep S` children in
+           flight (stdout and stderr piped): CPU% of this process over an idle
+           window while they sleep, RSS growth per child, reap tail. With
+           --sleep-cmd sleep_stamp (which prints its CLOCK_MONOTONIC end in ns)
+           the reap tail is the last completion minus the last real end, and
+           each child's exit-to-completion latency is reported (p50/p99);
+           else it is estimated as last completion minus (last spawn + S).
+           Same window rule as supervise_bench.
   deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P] [--tick-ms T]
            children that ignore SIGTERM, spawned P every T ms, each killed
            with SIGKILL once D ms have passed (asyncio.wait_for, then
@@ -90,20 +94,28 @@ async def run_sleep(args):
     sleep_s = args.sleep
     raise_nofile(n * 4 + 1024)
     last_done = 0.0
+    ends = []  # (end stamped by the child, completion seen here), s
+    stamped = os.path.basename(args.sleep_cmd) == "sleep_stamp"
 
     async def finish(proc):
         nonlocal last_done
         out, err = await proc.communicate()
+        done = time.monotonic()
         if proc.returncode != 0:
             fail(f"sleep exited {proc.returncode}: {err!r}")
-        last_done = max(last_done, time.monotonic())
+        if stamped:
+            try:
+                ends.append((int(out) / 1e9, done))
+            except ValueError:
+                fail(f"sleep_stamp printed {out!r}, not its end time")
+        last_done = max(last_done, done)
 
     rss0 = rss_bytes()
     t0 = time.monotonic()
     tasks = []
     for _ in range(n):
         proc = await asyncio.create_subprocess_exec(
-            "sleep", f"{sleep_s:g}", stdin=subprocess.DEVNULL,
+            args.sleep_cmd, f"{sleep_s:g}", stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         tasks.append(asyncio.ensure_future(finish(proc)))
     t_last_spawn = time.monotonic()
@@ -123,12 +135,22 @@ async def run_sleep(args):
         window_s = time.monotonic() - w0
         idle_cpu = (cpu_seconds() - c0) / window_s * 100.0
     await asyncio.gather(*tasks)
-    print(json.dumps({
+    out = {
         "mode": "asyncio_sleep", "n": n, "spawn_seconds": spawn_s,
         "idle_cpu_pct": idle_cpu, "idle_window_s": window_s,
         "rss_per_payload_kib": (rss_spawned - rss0) / 1024 / n,
         "reap_tail_ms": (last_done - t_last_spawn) * 1000 - sleep_s * 1000,
-        "wall_seconds": last_done - t0}))
+        "wall_seconds": last_done - t0}
+    if stamped:
+        if len(ends) != n:
+            fail(f"{len(ends)} of {n} end stamps")
+        lat = sorted((d - e) * 1000 for e, d in ends)
+        if lat[0] < 0:
+            fail(f"a completion came {lat[0]:.3f} ms before its child's end stamp")
+        out["reap_tail_ms"] = (last_done - max(e for e, _ in ends)) * 1000
+        out["exit_to_done_p50_ms"] = percentile(lat, 50)
+        out["exit_to_done_p99_ms"] = percentile(lat, 99)
+    print(json.dumps(out))
 
 
 async def run_deadline(args):
@@ -211,6 +233,7 @@ if __name__ == "__main__":
     p.add_argument("--max-seconds", type=float, default=1e9)
     p.add_argument("--cmd", default="/bin/true")
     p.add_argument("--sleep", type=float)
+    p.add_argument("--sleep-cmd", default="sleep")
     p.add_argument("--deadline-ms", type=float, default=100)
     p.add_argument("--per-tick", type=int, default=4)
     p.add_argument("--tick-ms", type=float, default=2)

@@ -3,8 +3,11 @@
 //   spawn    --n N --k K [--max-seconds T] [--cmd /bin/true]
 //            N spawns, K in flight, stdout piped and drained; every exit code
 //            must be 0 and stdout empty. Prints {"mode","spawns","seconds","rate"}.
-//   sleep    --n N [--sleep S]   N `sleep S` children in flight: CPU% while
-//            idle, RSS growth per child, wall time to reap all.
+//   sleep    --n N [--sleep S] [--sleep-cmd sleep]   N `sleep S` children in
+//            flight: CPU% while idle, RSS growth per child, wall time to reap
+//            all, reap tail; with --sleep-cmd sleep_stamp (prints its
+//            CLOCK_MONOTONIC end in ns) the tail is measured from the last
+//            real end and each child's exit-to-close latency is reported.
 //   deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P] [--tick-ms T]: children that ignore
 //            SIGTERM, killed by spawn's `timeout` option with SIGKILL;
 //            lateness of the completion after the deadline (p50/p99 ms).
@@ -82,13 +85,22 @@ function runSleep() {
   const t0 = nowNs();
   let lastSpawn = t0;
   let lastDone = t0;
+  const sleepCmd = args['sleep-cmd'] || 'sleep';
+  const stamped = require('path').basename(sleepCmd) === 'sleep_stamp';
+  const ends = []; // [end stamped by the child, close seen here], ns
   for (let i = 0; i < n; i++) {
-    const child = spawn('sleep', [String(sleepS)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', () => {});
+    const child = spawn(sleepCmd, [String(sleepS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', () => {});
     child.on('error', (e) => fail(`spawn error ${e}`));
     child.on('close', (code) => {
+      const closed = nowNs();
       if (code !== 0) fail(`sleep exited ${code}`);
+      if (stamped) {
+        if (!/^\d+\n$/.test(out)) fail(`sleep_stamp printed ${JSON.stringify(out)}, not its end time`);
+        ends.push([BigInt(out.trim()), closed]);
+      }
       done++;
       if (done === n) {
         lastDone = nowNs();
@@ -121,13 +133,22 @@ function runSleep() {
     // Spawning took longer than the sleep: no idle window exists; report null
     // (a measurement condition of a loaded machine, not a wrong result).
     if (idle === null) idle = { cpu_pct: null, window_s: 0 };
-    console.log(JSON.stringify({
+    const res = {
       mode: 'node_sleep', n, spawn_seconds: spawnS,
       idle_cpu_pct: idle.cpu_pct, idle_window_s: idle.window_s,
       rss_per_payload_kib: (rssSpawned.v - rss0) / 1024 / n,
       reap_tail_ms: (Number(lastDone - lastSpawn) / 1e6) - sleepS * 1000,
       wall_seconds: Number(lastDone - t0) / 1e9,
-    }));
+    };
+    if (stamped) {
+      const lat = ends.map(([e, d]) => Number(d - e) / 1e6);
+      if (Math.min(...lat) < 0) fail('a close came before its child\'s end stamp');
+      const lastEnd = ends.reduce((m, [e]) => (e > m ? e : m), 0n);
+      res.reap_tail_ms = Number(lastDone - lastEnd) / 1e6;
+      res.exit_to_done_p50_ms = percentile(lat, 50);
+      res.exit_to_done_p99_ms = percentile(lat, 99);
+    }
+    console.log(JSON.stringify(res));
   }
 }
 

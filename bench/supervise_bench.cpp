@@ -1,8 +1,13 @@
 // payloadrun under load, on one thread (embedded in our own uv loop).
-//   --mode sleep    --n N [--sleep S]: N `sleep S` payloads in flight; the
-//       supervisor's CPU (getrusage, self) over an idle window while they
-//       sleep, RSS growth per payload, and the reap tail (last completion
-//       minus (last spawn + S)). Every payload must exit 0, untimed-out.
+//   --mode sleep    --n N [--sleep S] [--sleep-cmd sleep]: N `sleep S`
+//       payloads in flight; the supervisor's CPU (getrusage, self) over an
+//       idle window while they sleep, RSS growth per payload, and the reap
+//       tail. With --sleep-cmd .../sleep_stamp (which prints its
+//       CLOCK_MONOTONIC end in ns) the tail is the last completion minus
+//       the last real end, and each payload's exit-to-completion latency is
+//       reported (exit_to_done_p50/p99_ms); else the tail is estimated as
+//       last completion minus (last spawn + S). Every payload must exit 0,
+//       untimed-out.
 //   --mode deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P]
 //       [--tick-ms T]: payloads that ignore SIGTERM, spawned P every T ms,
 //       each with a D ms deadline; lateness after the deadline of each
@@ -16,9 +21,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -59,9 +67,13 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
   long done = 0;
   bench::clock::time_point t_last_spawn;
   bench::clock::time_point t_last_done;
+  const std::string sleep_cmd = args.str("sleep-cmd", "sleep");
+  const bool stamped = sleep_cmd.size() >= 11 && sleep_cmd.compare(sleep_cmd.size() - 11, 11, "sleep_stamp") == 0;
+  std::vector<double> exit_to_done_ms;
+  long long last_end_ns = 0;
   {
     payloadrun::Supervisor sup(loop);
-    auto payload = std::make_shared<payloadrun::Payload>(payloadrun::Payload::binary_payload("sleep", "sleep"));
+    auto payload = std::make_shared<payloadrun::Payload>(payloadrun::Payload::binary_payload("sleep", sleep_cmd));
     payload->default_args = {std::to_string(sleep_s)};
     std::shared_ptr<const payloadrun::Payload> cp = payload;
     const std::size_t rss0 = bench::rss_bytes();
@@ -72,7 +84,18 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
         if (c.metrics.exit_code != 0 || c.metrics.timed_out) {
           bench::fail("sleep payload exited " + std::to_string(c.metrics.exit_code) + ": " + c.stderr_text);
         }
-        if (++done == n) t_last_done = bench::clock::now();
+        const auto t_done = bench::clock::now();
+        if (stamped) {
+          char* end = nullptr;
+          const long long end_ns = std::strtoll(c.stdout_text.c_str(), &end, 10);
+          if (end == c.stdout_text.c_str() || *end != '\n') bench::fail("sleep_stamp printed '" + c.stdout_text + "'");
+          const double ms = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                    t_done.time_since_epoch()).count() - end_ns) / 1e6;
+          if (ms < 0) bench::fail("a completion came before its payload's end stamp");
+          exit_to_done_ms.push_back(ms);
+          last_end_ns = std::max(last_end_ns, end_ns);
+        }
+        if (++done == n) t_last_done = t_done;
       });
     }
     t_last_spawn = bench::clock::now();
@@ -105,14 +128,22 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
     // window; report null rather than a made-up figure.
     const std::string idle_cpu = idle_cpu_pct < 0 ? "null" : std::to_string(idle_cpu_pct);
     if (idle_cpu_pct < 0) rss_spawned = rss_after_spawn;
+    double reap_tail_ms =
+        std::chrono::duration<double, std::milli>(t_last_done - t_last_spawn).count() - sleep_s * 1000;
+    std::string latency;
+    if (stamped) {
+      reap_tail_ms = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             t_last_done.time_since_epoch()).count() - last_end_ns) / 1e6;
+      latency = ",\"exit_to_done_p50_ms\":" + std::to_string(bench::percentile(exit_to_done_ms, 50)) +
+                ",\"exit_to_done_p99_ms\":" + std::to_string(bench::percentile(exit_to_done_ms, 99));
+    }
     std::printf(
         "{\"mode\":\"sleep\",\"n\":%ld,\"spawn_seconds\":%.4f,\"idle_cpu_pct\":%s,"
         "\"idle_window_s\":%.3f,\"rss_per_payload_kib\":%.3f,\"reap_tail_ms\":%.3f,"
-        "\"wall_seconds\":%.4f}\n",
+        "\"wall_seconds\":%.4f%s}\n",
         n, spawn_s, idle_cpu.c_str(), idle_window_s,
         (static_cast<double>(rss_spawned) - static_cast<double>(rss0)) / 1024.0 / static_cast<double>(n),
-        std::chrono::duration<double, std::milli>(t_last_done - t_last_spawn).count() - sleep_s * 1000,
-        std::chrono::duration<double>(t_last_done - t0).count());
+        reap_tail_ms, std::chrono::duration<double>(t_last_done - t0).count(), latency.c_str());
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -204,6 +205,73 @@ TEST_F(SpawnQueueTest, DroppedQueuedHandlesAndADestroyedSupervisorLeaveNothing) 
     ADD_FAILURE() << "a callback ran after the supervisor was destroyed";
   });
   sup_.reset();  // fixture: no child, loop closes, no fd leaked
+}
+
+// The slice bounds the exits and output handled per loop turn too: with a
+// 1 us slice every watch-set callback stops after its first event, and
+// what it fetched but did not handle must come back on later turns.
+TEST_F(SpawnQueueTest, PayloadsEndingAllAtOnceAreHandledOverManyTurnsAndNoneIsLost) {
+  Supervisor& s = sup(tiny_slice());
+  constexpr int n = 60;
+  const std::string go = temp_path("go");
+  std::remove(go.c_str());
+  std::vector<PayloadHandle> hs;
+  for (int i = 0; i < n; ++i) hs.push_back(s.payload(child_payload("waiter", {"wait-file", go})).spawn());
+  for (int i = 0; i < 20000 && queued(hs) > 0; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
+  ASSERT_EQ(queued(hs), 0u);
+  // Release them all and let every one end (a zombie, its pipes at EOF)
+  // before the loop runs again: n exits and 2n EOFs are ready at once.
+  std::FILE* f = std::fopen(go.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  auto zombie = [](int pid) {
+    std::FILE* st = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+    if (st == nullptr) return false;
+    char buf[512] = {};
+    const std::size_t got = std::fread(buf, 1, sizeof buf - 1, st);
+    std::fclose(st);
+    const std::string text(buf, got);
+    const auto paren = text.rfind(')');
+    return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z';
+  };
+  int ended = 0;
+  for (int tries = 0; tries < 500 && ended < n; ++tries) {
+    ended = 0;
+    for (const auto& h : hs) ended += zombie(*h.pid());
+    if (ended < n) ::usleep(10000);
+  }
+  ASSERT_EQ(ended, n) << "the payloads did not all end within 5 s";
+
+  struct Turns {
+    std::vector<PayloadHandle>* hs;
+    std::size_t last = 0;
+    std::size_t most = 0;
+    int turns = 0;
+  } tr{&hs};
+  uv_check_t check;  // runs once a loop turn, after the poll phase
+  uv_check_init(&loop_, &check);
+  check.data = &tr;
+  uv_check_start(&check, [](uv_check_t* h) {
+    auto* t = static_cast<Turns*>(h->data);
+    std::size_t done = 0;
+    for (const auto& x : *t->hs) done += x.done();
+    t->most = std::max(t->most, done - t->last);
+    t->turns += done > t->last;
+    t->last = done;
+  });
+  for (int i = 0; i < 20000 && s.live() > 0; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check), nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  std::remove(go.c_str());
+  ASSERT_EQ(s.live(), 0u);
+  EXPECT_LE(tr.most, 2u) << "one turn handled many exits: the slice did not bound it";
+  EXPECT_GE(tr.turns, n / 2);
+  for (auto& h : hs) {
+    Completion c = h.wait();
+    EXPECT_EQ(c.metrics.exit_code, 0);
+    EXPECT_FALSE(c.error.has_value());
+    EXPECT_FALSE(c.metrics.timed_out);
+  }
 }
 
 TEST_F(SpawnQueueTest, ACallbackMayDestroyTheSupervisorWhileTheQueueDrains) {

@@ -44,9 +44,17 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
   auto* impl = static_cast<SupervisorImpl*>(p->data);
   dispatch(impl, "watch set", [&] {  // pins *impl: a callback may destroy the Supervisor
     if (status < 0) logger()->warn("polling the watch set failed: {}", uv_strerror(status));
-    // At most four batches a turn: the set is level-triggered, so what is
-    // left comes back next turn, after the loop has run its timers.
+    // At most four batches and about one slice of time a turn (spawn_slice
+    // when pacing is on, else 1 ms): the set is level-triggered, so what is
+    // left, even of a batch already fetched, comes back next turn, after
+    // the loop has run its timers and signals.
     constexpr int batch = 64;
+    const std::uint64_t budget_ns =
+        impl->options.spawn_slice.count() > 0
+            ? static_cast<std::uint64_t>(impl->options.spawn_slice.count()) * 1000
+            : 1000000;
+    const std::uint64_t t0 = uv_hrtime();
+    bool out_of_time = false;
     epoll_event evs[batch];
     int n = 0;
     int turns = 0;
@@ -63,9 +71,13 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
           case WatchKind::out: dispatch(impl, "stdout", [&] { on_stream_ready(inv, inv.out); }); break;
           case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(inv, inv.err); }); break;
         }
+        if (impl->destroyed || uv_hrtime() - t0 >= budget_ns) {
+          out_of_time = true;
+          break;
+        }
       }
       release_pins(*impl);  // nothing of this batch refers to them any more
-    } while (n == batch && ++turns < 4 && !impl->destroyed);
+    } while (n == batch && !out_of_time && ++turns < 4 && !impl->destroyed);
   });
 }
 
