@@ -410,10 +410,17 @@ Errc exec_failure_code(int step, int e) {
 void require_binary_present(const Invocation& inv) {
   // A queued spawn's execve runs after spawn() returned: look now, so a
   // binary that is not there still throws from spawn(). (A PATH lookup
-  // already looked.)
+  // already looked.) Once a loop turn per binary: a burst of a thousand
+  // spawns of one binary looks once (one that vanishes within the turn
+  // fails at its execve, in Completion::error).
+  SupervisorImpl& impl = *inv.impl;
+  const std::uint64_t turn = uv_now(impl.loop);
+  if (impl.present_turn == turn && impl.present_binary == inv.exec_path) return;
   if (::access(inv.exec_path.c_str(), F_OK) != 0 && errno == ENOENT) {
     throw_spawn(*inv.payload, Errc::not_found, not_found_text(inv.payload->binary, false), ENOENT);
   }
+  impl.present_turn = turn;
+  impl.present_binary = inv.exec_path;
 }
 
 void init_spawn_slots(SupervisorImpl& impl) noexcept {

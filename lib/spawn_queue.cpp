@@ -21,8 +21,17 @@ void begin_turn(SupervisorImpl& impl) noexcept {
   }
 }
 
+// Whether another start would overrun this turn's slice: the time spent
+// plus what a start costs lately. The first start of a turn always runs.
 bool slice_used(const SupervisorImpl& impl) noexcept {
-  return impl.spawn_spent >= impl.options.spawn_slice;
+  return impl.spawn_spent.count() > 0 &&
+         impl.spawn_spent + impl.spawn_cost > impl.options.spawn_slice;
+}
+
+void charge(SupervisorImpl& impl, Clock::duration d) noexcept {
+  impl.spawn_spent += d;
+  // A moving average over the last ~8 starts (the first sets it).
+  impl.spawn_cost = impl.spawn_cost.count() == 0 ? d : (impl.spawn_cost * 7 + d) / 8;
 }
 
 // Starts `inv`, charging the time to this turn's slice.
@@ -32,10 +41,10 @@ void timed_start(SupervisorImpl& impl, const std::shared_ptr<Invocation>& inv,
   try {
     start_invocation(impl, inv, run);
   } catch (...) {
-    impl.spawn_spent += Clock::now() - t0;
+    charge(impl, Clock::now() - t0);
     throw;
   }
-  impl.spawn_spent += Clock::now() - t0;
+  charge(impl, Clock::now() - t0);
 }
 
 void stop_idle(SupervisorImpl& impl) noexcept {

@@ -174,6 +174,44 @@ TEST_F(SpawnQueueTest, InputErrorsAndAMissingBinaryStillThrowFromSpawnWhenQueued
   EXPECT_EQ(first.wait().metrics.exit_code, 0);
 }
 
+// A burst of queued spawns of one binary looks for it once a loop turn; one
+// that vanishes within the turn fails at its execve, as its result.
+TEST_F(SpawnQueueTest, ABinaryRemovedWithinATurnFailsAtExecThenThrowsOnTheNextTurn) {
+  const std::string bin = temp_path("true");
+  {
+    std::FILE* in = std::fopen("/bin/true", "rb");
+    std::FILE* out = std::fopen(bin.c_str(), "wb");
+    ASSERT_NE(in, nullptr);
+    ASSERT_NE(out, nullptr);
+    char buf[65536];
+    std::size_t got;
+    while ((got = std::fread(buf, 1, sizeof buf, in)) > 0) ASSERT_EQ(std::fwrite(buf, 1, got, out), got);
+    std::fclose(in);
+    ASSERT_EQ(std::fclose(out), 0);
+    ASSERT_EQ(::chmod(bin.c_str(), 0755), 0);
+  }
+  Supervisor& s = sup(tiny_slice());
+  const Payload p = Payload::binary_payload("copy", bin);
+  PayloadHandle first = s.payload(p).spawn();    // starts
+  PayloadHandle looked = s.payload(p).spawn();   // queued: the binary was looked for
+  ASSERT_FALSE(looked.pid().has_value());
+  ASSERT_EQ(std::remove(bin.c_str()), 0);
+  PayloadHandle cached = s.payload(p).spawn();   // queued in the same turn: not looked for again
+  ASSERT_FALSE(cached.pid().has_value());
+  EXPECT_EQ(first.wait().metrics.exit_code, 0);
+  Completion c = cached.wait();
+  EXPECT_EQ(c.metrics.exit_code, -1);
+  ASSERT_TRUE(c.error.has_value());
+  EXPECT_THAT(*c.error, HasSubstr("spawn queue")) << *c.error;
+  EXPECT_TRUE(looked.wait().error.has_value());
+  try {  // a later turn looks again: spawn() throws
+    s.payload(p).spawn();
+    ADD_FAILURE() << "a missing binary did not throw on a later turn";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::not_found) << e.what();
+  }
+}
+
 TEST_F(SpawnQueueTest, ShutdownCompletesQueuedCallbacksWithoutStartingThem) {
   Supervisor& s = sup(tiny_slice());
   int done = 0;

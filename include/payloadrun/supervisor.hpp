@@ -75,7 +75,8 @@ struct SupervisorOptions {
   /// Once the spawns of the current loop turn have taken spawn_slice,
   /// further spawn() calls queue their invocation and return at once; the
   /// Supervisor starts queued invocations in call order on the following
-  /// loop turns, at most about spawn_slice (plus one spawn) per turn.
+  /// loop turns, at most about spawn_slice per turn (another start is not
+  /// begun when what starts cost lately would overrun the slice).
   /// The first spawn of a turn is never queued. A queued invocation:
   /// - counts in live() and is driven by run(), wait() and friends;
   /// - has no pid yet (PayloadHandle::pid() is nullopt);

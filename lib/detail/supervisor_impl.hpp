@@ -83,10 +83,16 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   std::vector<std::shared_ptr<Invocation>> released_pins;
 
   // Spawn pacing (spawn_queue.cpp): time spent starting processes in the
-  // loop turn stamped `spawn_turn` (uv_now), the invocations waiting for a
-  // later turn, and the idle handle that starts them.
+  // loop turn stamped `spawn_turn` (uv_now), what one start costs lately
+  // (a moving average), the invocations waiting for a later turn, and the
+  // idle handle that starts them.
   std::uint64_t spawn_turn = ~std::uint64_t{0};
   Clock::duration spawn_spent{};
+  Clock::duration spawn_cost{};
+  // The binary a queued spawn last found present, and in which loop turn
+  // (uv_now): a burst of queued spawns of one binary looks once a turn.
+  std::string present_binary;
+  std::uint64_t present_turn = ~std::uint64_t{0};
   std::deque<std::shared_ptr<Invocation>> spawn_queue;
   std::unique_ptr<uv_idle_t> spawn_idle;
 
