@@ -91,9 +91,9 @@ struct SupervisorOptions {
   /// starts its process before it returns, so pid() is always known and
   /// every start failure is thrown. Programs that start hundreds of
   /// payloads from one callback set it (500-1000 us are good values).
-  /// Exits and output are handled for about the same time per loop turn
-  /// (1 ms when spawn_slice is zero), the rest on the next turns, so
-  /// thousands of payloads ending at once do not stall timers either.
+  /// With pacing on, exits and output are also handled for about
+  /// spawn_slice per loop turn, the rest on the next turns, so thousands
+  /// of payloads ending at once do not stall timers either.
   std::chrono::microseconds spawn_slice{0};
   /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
   /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.
