@@ -160,9 +160,13 @@ function runDeadline() {
   const cmd = args.cmd;
   const late = [];
   let launched = 0;
+  let firstSpawn = 0n;
+  let lastSpawn = 0n;
   const launchOne = () => {
     launched++;
     const t = nowNs();
+    if (launched === 1) firstSpawn = t;
+    lastSpawn = t;
     const child = cmd
       ? spawn(cmd, [], { stdio: ['ignore', 'pipe', 'pipe'], timeout: deadlineMs, killSignal: 'SIGKILL' })
       : spawn('sh', ['-c', 'trap "" TERM; sleep 10'],
@@ -176,7 +180,7 @@ function runDeadline() {
         clearInterval(timer);
         console.log(JSON.stringify({
           mode: 'node_deadline', n, p50_ms: percentile(late, 50), p99_ms: percentile(late, 99),
-          max_ms: Math.max(...late),
+          max_ms: Math.max(...late), spawn_seconds: Number(lastSpawn - firstSpawn) / 1e9,
         }));
       }
     });

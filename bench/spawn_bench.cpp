@@ -7,6 +7,11 @@
 //   payloadrun_uv  payloadrun::Supervisor, SpawnBackend::uv_spawn
 //   posix_spawn    a C loop of posix_spawn + poll + waitpid (practical limit)
 //   uv_raw         a bare libuv uv_spawn + uv_pipe_t loop
+//   posix_spawn_guarded  a C loop doing what payloadrun guarantees, nothing
+//                  more: posix_spawn into its own process group, stdout and
+//                  stderr piped, a pidfd, one epoll set (each fd added and
+//                  removed), waitid on the pidfd, the group killed after the
+//                  exit (the floor of payloadrun's work per spawn)
 // Every spawn is checked: exit code 0, no signal, stdout exactly as expected
 // (empty for /bin/true). Any mismatch exits 1.
 // --extra-fds F: each mode opens F more descriptors (pipes) after its own
@@ -16,6 +21,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -175,6 +182,125 @@ Result run_posix_spawn(const Config& cfg) {
   return {done, bench::seconds_since(t0)};
 }
 
+// --- posix_spawn with payloadrun's guarantees --------------------------------
+
+struct GuardedChild {
+  pid_t pid = -1;
+  int pidfd = -1;
+  int out = -1;  // read ends, -1 once at EOF and closed
+  int err = -1;
+  bool exited = false;
+  std::string text;
+};
+
+// One epoll registration per fd: data.u64 = slot index * 4 + which (0 pidfd, 1 out, 2 err).
+Result run_posix_spawn_guarded(const Config& cfg) {
+  const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) bench::fail("epoll_create1 failed");
+  const ExtraFds extra(cfg.extra_fds);
+  std::vector<GuardedChild> slots(static_cast<std::size_t>(std::max<long>(cfg.k, 1)));
+  std::vector<std::size_t> free_slots;
+  for (std::size_t i = slots.size(); i-- > 0;) free_slots.push_back(i);
+  long launched = 0;
+  long done = 0;
+  std::array<char, 65536> buf{};
+  std::vector<char*> argv{const_cast<char*>(cfg.cmd.c_str()), nullptr};
+  auto watch = [&](int fd, std::size_t slot, int which) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = slot * 4 + static_cast<unsigned>(which);
+    if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) bench::fail("epoll_ctl ADD failed");
+  };
+  auto unwatch_close = [&](int& fd) {
+    ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+    fd = -1;
+  };
+  const auto t0 = bench::clock::now();
+  auto launch = [&] {
+    const std::size_t slot = free_slots.back();
+    free_slots.pop_back();
+    GuardedChild& c = slots[slot];
+    int o[2];
+    int e[2];
+    if (::pipe2(o, O_CLOEXEC) != 0 || ::pipe2(e, O_CLOEXEC) != 0) bench::fail("pipe2 failed");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, o[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, e[1], 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    const int rc = ::posix_spawn(&c.pid, cfg.cmd.c_str(), &fa, &attr, argv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(o[1]);
+    ::close(e[1]);
+    if (rc != 0) bench::fail("posix_spawn failed: " + std::string(std::strerror(rc)));
+    c.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0));
+    if (c.pidfd < 0) bench::fail("pidfd_open failed");
+    c.out = o[0];
+    c.err = e[0];
+    c.exited = false;
+    c.text.clear();
+    watch(c.pidfd, slot, 0);
+    watch(c.out, slot, 1);
+    watch(c.err, slot, 2);
+    ++launched;
+  };
+  while (launched < std::min(cfg.k, cfg.n)) launch();
+  epoll_event evs[64];
+  while (free_slots.size() < slots.size()) {
+    const int n = ::epoll_wait(ep, evs, 64, -1);
+    long to_launch = 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      bench::fail("epoll_wait failed");
+    }
+    for (int i = 0; i < n; ++i) {
+      const std::size_t slot = evs[i].data.u64 / 4;
+      const int which = static_cast<int>(evs[i].data.u64 % 4);
+      GuardedChild& c = slots[slot];
+      if (which == 0) {
+        if (c.pidfd < 0 || c.exited) continue;
+        c.exited = true;
+      } else {
+        int& fd = which == 1 ? c.out : c.err;
+        if (fd < 0) continue;  // closed earlier in this batch
+        const ssize_t r = ::read(fd, buf.data(), buf.size());
+        if (r > 0) {
+          if (which == 1) c.text.append(buf.data(), static_cast<std::size_t>(r));
+          continue;
+        }
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        unwatch_close(fd);
+      }
+      if (!c.exited || c.out >= 0 || c.err >= 0) continue;
+      siginfo_t info{};
+      if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.pidfd), &info, WEXITED | WNOHANG) != 0 ||
+          info.si_pid == 0) {
+        bench::fail("waitid on a readable pidfd found no exit");
+      }
+      ::kill(-c.pid, SIGKILL);  // whatever the payload left in its group
+      unwatch_close(c.pidfd);
+      check_one(cfg, info.si_code == CLD_EXITED ? info.si_status : -1,
+                info.si_code == CLD_EXITED ? 0 : info.si_status, c.text);
+      ++done;
+      free_slots.push_back(slot);
+      ++to_launch;
+    }
+    // Relaunched after the batch: a slot reused inside it could be handed a
+    // later event of its former child's fds.
+    for (; to_launch > 0; --to_launch) {
+      if (launched < cfg.n && bench::seconds_since(t0) < cfg.max_seconds) launch();
+    }
+  }
+  ::close(ep);
+  return {done, bench::seconds_since(t0)};
+}
+
 // --- bare libuv ----------------------------------------------------------------
 
 struct UvCtx;
@@ -292,6 +418,7 @@ Result run_mode(const std::string& mode, const Config& cfg) {
   if (mode == "payloadrun_uv") return run_payloadrun(cfg, payloadrun::SpawnBackend::uv_spawn);
   if (mode == "posix_spawn") return run_posix_spawn(cfg);
   if (mode == "uv_raw") return run_uv_raw(cfg);
+  if (mode == "posix_spawn_guarded") return run_posix_spawn_guarded(cfg);
   bench::fail("unknown mode " + mode);
 }
 
@@ -311,7 +438,7 @@ int main(int argc, char** argv) {
     const long heap_mib = args.integer("heap-mib", smoke ? 16 : 0);
     cfg.extra_fds = args.integer("extra-fds", 0);
     std::vector<std::string> modes;
-    std::stringstream ss(args.str("mode", "payloadrun,payloadrun_uv,posix_spawn,uv_raw"));
+    std::stringstream ss(args.str("mode", "payloadrun,payloadrun_uv,posix_spawn,posix_spawn_guarded,uv_raw"));
     for (std::string m; std::getline(ss, m, ',');) modes.push_back(m);
     bench::raise_nofile(static_cast<rlim_t>(cfg.k * 4 + cfg.extra_fds + 256));
 

@@ -96,6 +96,11 @@ void init_watch_set(SupervisorImpl& impl) {
     throw Error(Errc::io, fmt::format("Supervisor: cannot watch its epoll fd: {}", uv_strerror(rc)), -rc);
   }
   poll->data = &impl;
+  // Started once and referenced only while it watches something: stopping
+  // and restarting it whenever the set empties (every payload at K=1) cost
+  // libuv three epoll_ctl calls a payload. An empty epoll fd never reports.
+  uv_poll_start(poll.get(), UV_READABLE, on_set_readable);
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll.get()));
   impl.watch_set_poll = std::move(poll);
   impl.read_nowait = probe_read_nowait();
 }
@@ -146,7 +151,7 @@ void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {
   }
   tag.watched = true;
   if (inv.watched_fds++ == 0) hold(inv);  // pinned while watched
-  if (impl.watched_fds++ == 0) uv_poll_start(impl.watch_set_poll.get(), UV_READABLE, on_set_readable);
+  if (impl.watched_fds++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(impl.watch_set_poll.get()));
 }
 
 void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
@@ -159,7 +164,9 @@ void unwatch_fd(Invocation& inv, int fd, WatchTag& tag) noexcept {
     logger()->warn("payload '{}': removing fd {} from the watch set failed: {}", inv.payload->name,
                    fd, errno_text(e));
   }
-  if (--impl->watched_fds == 0 && impl->watch_set_poll) uv_poll_stop(impl->watch_set_poll.get());
+  if (--impl->watched_fds == 0 && impl->watch_set_poll) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(impl->watch_set_poll.get()));
+  }
   if (--inv.watched_fds == 0) release_later(inv);  // freed at a safe point
 }
 
