@@ -27,7 +27,7 @@ void on_stdin_written(uv_write_t* req, int status) {
       logger()->warn("payload '{}': writing stdin failed: {}", inv->payload->name,
                      uv_strerror(status));
     }
-    close_slot(*inv, inv->stdin_pipe);
+    if (inv->rare) close_slot(*inv, inv->rare->stdin_pipe);
   });
 }
 
@@ -54,14 +54,15 @@ void start_capture(Invocation& inv, UniqueFd out, UniqueFd err, UniqueFd stdin_w
   inv.err.tag.kind = WatchKind::err;
   watch_fd(inv, inv.err.fd.get(), inv.err.tag, "stderr");
   if (stdin_write) {
-    open_pipe(inv, inv.stdin_pipe, std::move(stdin_write), "stdin");
-    uv_buf_t buf = uv_buf_init(inv.stdin_data.data(), static_cast<unsigned>(inv.stdin_data.size()));
-    inv.stdin_req.data = &inv;
-    const int rc = uv_write(&inv.stdin_req, reinterpret_cast<uv_stream_t*>(&inv.stdin_pipe.handle),
+    RareHandles& rare = rare_handles(inv);
+    open_pipe(inv, rare.stdin_pipe, std::move(stdin_write), "stdin");
+    uv_buf_t buf = uv_buf_init(rare.stdin_data.data(), static_cast<unsigned>(rare.stdin_data.size()));
+    rare.stdin_req.data = &inv;
+    const int rc = uv_write(&rare.stdin_req, reinterpret_cast<uv_stream_t*>(&rare.stdin_pipe.handle),
                             &buf, 1, on_stdin_written);
     if (rc != 0) {
       logger()->warn("payload '{}': cannot write stdin: {}", inv.payload->name, uv_strerror(rc));
-      close_slot(inv, inv.stdin_pipe);
+      close_slot(inv, rare.stdin_pipe);
     }
   }
 }

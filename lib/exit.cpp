@@ -43,8 +43,8 @@ void signal_leader(Invocation& inv, int sig) noexcept {
       logger()->warn("payload '{}': pidfd_send_signal failed: {}", inv.payload->name,
                      errno_text(e));
     }
-  } else if (inv.process.open) {
-    uv_process_kill(&inv.process.handle, sig);
+  } else if (inv.rare && inv.rare->process.open) {
+    uv_process_kill(&inv.rare->process.handle, sig);
   }
 }
 
@@ -170,7 +170,7 @@ void on_pidfd_ready(Invocation& inv) {
 void stop_exit_watch(Invocation& inv) noexcept {
   unwatch_fd(inv, inv.pidfd.get(), inv.exit_tag);
   inv.pidfd.reset();
-  close_slot(inv, inv.process);
+  if (inv.rare) close_slot(inv, inv.rare->process);
 }
 
 bool reap_pidfd_blocking(int pidfd) noexcept {

@@ -189,7 +189,7 @@ void maybe_complete(Invocation& inv) {
     inv.phase = Phase::finished;
     deliver(inv, std::move(c));  // may destroy the supervisor: `impl` is pinned by dispatch
   } else {
-    inv.result = std::move(c);  // recorded at the terminal call (the seed's rule)
+    inv.result = std::make_unique<Completion>(std::move(c));  // recorded at the terminal call
     impl->awaiting_take.insert(&inv);
   }
 }
@@ -230,7 +230,7 @@ void abandon_invocation(Invocation& inv) noexcept {
   inv.phase = Phase::abandoned;
   stop_exit_watch(inv);
   stop_timer(inv);
-  close_slot(inv, inv.stdin_pipe);
+  if (inv.rare) close_slot(inv, inv.rare->stdin_pipe);
   close_stream(inv, inv.out);
   close_stream(inv, inv.err);
   wait_cgroup_empty_blocking(inv);

@@ -536,7 +536,7 @@ void start_invocation(SupervisorImpl& impl, const std::shared_ptr<Invocation>& i
   err.write.reset();
   in.read.reset();
   procs.reset();
-  if (feed_stdin) inv->stdin_data = *run.stdin_data();
+  if (feed_stdin) rare_handles(*inv).stdin_data = *run.stdin_data();
   try {
     start_capture(*inv, std::move(out.read), std::move(err.read), std::move(in.write));
     start_exit_watch(*inv);

@@ -46,16 +46,16 @@ void uv_backend(SupervisorImpl& impl, Invocation& inv, const PayloadRun& run,
   opts.flags = plan.new_pgrp ? UV_PROCESS_DETACHED : 0;
   opts.stdio_count = 3;
   opts.stdio = stdio;
-  const int rc = ::uv_spawn(impl.loop, &inv.process.handle, &opts);
+  const int rc = ::uv_spawn(impl.loop, &rare_handles(inv).process.handle, &opts);
   // uv_spawn initialises the handle even on failure; it must be closed.
-  slot_opened(inv, inv.process);
+  slot_opened(inv, inv.rare->process);
   if (rc != 0) {
     const int e = -rc;
-    close_slot(inv, inv.process);
+    close_slot(inv, inv.rare->process);
     throw_spawn(p, exec_failure_code(step_exec, e), exec_failure_text(p, exec_path, step_exec, e, run),
                 e);
   }
-  inv.pid = inv.process.handle.pid;
+  inv.pid = inv.rare->process.handle.pid;
 }
 
 }  // namespace payloadrun::detail

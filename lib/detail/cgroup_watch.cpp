@@ -28,15 +28,16 @@ void start_cgroup_watch(Invocation& inv) {
   if (!inv.cgroup || !inv.cgroup_owned) return;
   inv.cgroup_events = inv.cgroup->open_events();
   inv.cgroup_empty = false;
-  const int rc = uv_poll_init(inv.impl->loop, &inv.cgroup_poll.handle, inv.cgroup_events.get());
+  const int rc =
+      uv_poll_init(inv.impl->loop, &rare_handles(inv).cgroup_poll.handle, inv.cgroup_events.get());
   if (rc != 0) {
     logger()->warn("payload '{}': cannot watch {}/cgroup.events: {}", inv.payload->name,
                    inv.cgroup->path(), uv_strerror(rc));
     inv.cgroup_empty = true;
     return;
   }
-  slot_opened(inv, inv.cgroup_poll);
-  uv_poll_start(&inv.cgroup_poll.handle, UV_PRIORITIZED, on_cgroup_event);
+  slot_opened(inv, inv.rare->cgroup_poll);
+  uv_poll_start(&inv.rare->cgroup_poll.handle, UV_PRIORITIZED, on_cgroup_event);
 }
 
 void refresh_cgroup_empty(Invocation& inv) noexcept {
@@ -48,7 +49,7 @@ void refresh_cgroup_empty(Invocation& inv) noexcept {
                    inv.cgroup->path(), e.what());
     inv.cgroup_empty = true;  // cannot watch it: do not wait forever
   }
-  if (inv.cgroup_empty) close_slot(inv, inv.cgroup_poll);
+  if (inv.cgroup_empty && inv.rare) close_slot(inv, inv.rare->cgroup_poll);
 }
 
 void give_up_cgroup(Invocation& inv) noexcept {
@@ -57,7 +58,7 @@ void give_up_cgroup(Invocation& inv) noexcept {
                    inv.cgroup->path());
     inv.cgroup_empty = true;
   }
-  close_slot(inv, inv.cgroup_poll);
+  if (inv.rare) close_slot(inv, inv.rare->cgroup_poll);
 }
 
 void wait_cgroup_empty_blocking(Invocation& inv) noexcept {

@@ -71,6 +71,17 @@ struct StreamCapture {
   bool open_at_group_kill = false;
 };
 
+/// Handles few invocations use (the uv_spawn backend, stdin data, a cgroup
+/// watch), allocated on first use (rare_handles()) and freed with the
+/// invocation, so each invocation of the common case is ~800 bytes smaller.
+struct RareHandles {
+  HandleSlot<uv_poll_t> cgroup_poll;
+  HandleSlot<uv_process_t> process;  // SpawnBackend::uv_spawn only
+  HandleSlot<uv_pipe_t> stdin_pipe;
+  uv_write_t stdin_req;
+  std::string stdin_data;
+};
+
 /// How the leader ended, as far as the supervisor knows.
 struct ExitOutcome {
   int exit_code = 0;
@@ -104,12 +115,8 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
   UniqueFd cgroup_events;        // its cgroup.events, watched for "populated 0"
   bool cgroup_empty = true;      // nothing left alive in the owned cgroup
 
-  HandleSlot<uv_poll_t> cgroup_poll;
-  HandleSlot<uv_process_t> process;  // SpawnBackend::uv_spawn only
   HandleSlot<uv_timer_t> timer;
-  HandleSlot<uv_pipe_t> stdin_pipe;
-  uv_write_t stdin_req;
-  std::string stdin_data;
+  std::unique_ptr<RareHandles> rare;  // null until one of them is needed
   StreamCapture out;
   StreamCapture err;
 
@@ -130,7 +137,7 @@ struct Invocation : std::enable_shared_from_this<Invocation> {
   std::optional<Clock::time_point> stop_until;
   ExitOutcome outcome;
   CompletionCallback callback;
-  std::optional<Completion> result;
+  std::unique_ptr<Completion> result;  // awaiting a terminal call (handle delivery)
   bool recorded = false;  // payload_index assigned and emitted
 };
 
@@ -174,6 +181,12 @@ void abandon_invocation(Invocation& inv) noexcept;
 void detach_invocation(Invocation& inv) noexcept;
 bool is_consumed(const Invocation& inv) noexcept;
 bool is_complete(const Invocation& inv) noexcept;  // completed or finished
+
+/// inv.rare, allocated on first use.
+inline RareHandles& rare_handles(Invocation& inv) {
+  if (!inv.rare) inv.rare = std::make_unique<RareHandles>();
+  return *inv.rare;
+}
 
 /// Slots: open, and close-if-open (the close callback releases the hold).
 template <class Handle>
