@@ -3,7 +3,8 @@
 // a queued invocation has no pid, never starts when killed or dropped
 // first, and carries a failed start as its result; bad input and a missing
 // binary still throw from spawn(); teardown with a full queue leaves no
-// child, no handle and no fd.
+// child, no handle and no fd; a timer that spawns and overruns its period
+// does not keep exits from being handled.
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -104,6 +105,54 @@ TEST_F(SpawnQueueTest, ABurstIsStartedOverSeveralLoopTurnsWithTimersRunningBetwe
     EXPECT_TRUE(c.result.passed);
   }
   EXPECT_EQ(pids.size(), static_cast<std::size_t>(n)) << "every queued invocation ran once";
+}
+
+// A repeating timer whose callbacks outlast its period and spawn payloads
+// with deadlines: exits are still handled between its runs. (spawn() used
+// to update the loop's time to arm the deadline timer; libuv's timer phase
+// then found the repeating timer overdue again at once and ran it back to
+// back, polling nothing until it stopped: no completion while it ticked.)
+TEST_F(SpawnQueueTest, ASpawningTimerThatOverrunsItsPeriodLeavesRoomForExits) {
+  Supervisor& s = sup();  // unpaced: each process starts inside spawn()
+  const Payload p = child_payload("quick", {"exit", "0"});
+  struct State {
+    Supervisor* s;
+    const Payload* p;
+    int ticks = 0;
+    int completed = 0;
+    int completed_while_ticking = 0;
+    bool ticking = true;
+  } st{&s, &p};
+  constexpr int ticks = 60;
+  uv_timer_t t;
+  uv_timer_init(&loop_, &t);
+  t.data = &st;
+  uv_timer_start(
+      &t,
+      [](uv_timer_t* h) {
+        auto* st = static_cast<State*>(h->data);
+        const auto until = std::chrono::steady_clock::now() + 3ms;  // outlast the 1 ms period
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        st->s->payload(*st->p).timeout(30s).spawn([st](Completion c) {
+          EXPECT_EQ(c.metrics.exit_code, 0);
+          ++st->completed;
+          if (st->ticking) ++st->completed_while_ticking;
+        });
+        if (++st->ticks == ticks) {
+          st->ticking = false;
+          uv_timer_stop(h);
+        }
+      },
+      1, 1);
+  for (int i = 0; i < 20000 && (st.ticking || s.live() > 0); ++i) uv_run(&loop_, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&t), nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);  // its close callback, before `t` goes
+  EXPECT_EQ(st.ticks, ticks);
+  EXPECT_EQ(st.completed, ticks);
+  // Each child exits within a few of the timer's ~3 ms runs.
+  EXPECT_GE(st.completed_while_ticking, ticks / 2)
+      << "exits waited until the spawning timer stopped";
 }
 
 TEST_F(SpawnQueueTest, ByDefaultEveryProcessStartsBeforeSpawnReturns) {
