@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -21,20 +22,41 @@
 namespace payloadrun::detail {
 namespace {
 
-// Milliseconds from the loop's cached time (what uv_timer_start counts
-// from) to `t`, rounded up: the timer never fires before `t`, however stale
-// that time is. (steady_clock and libuv's loop time both count
-// CLOCK_MONOTONIC from boot.) The loop time is not updated here: inside a
-// timer callback that spawns, uv_update_time made libuv's timer phase run
-// an overdue repeating timer again and again without polling, so no exit
-// was handled until the spawning stopped (deadline completions 0.3-0.7 s
-// late at 2,000 spawns/s; bench/compare --only deadline).
-std::uint64_t ms_after_loop_time(uv_loop_t* loop, Clock::time_point t) {
-  const Clock::time_point loop_time{std::chrono::milliseconds(uv_now(loop))};
-  if (t <= loop_time) return 0;
-  return static_cast<std::uint64_t>(
-             std::chrono::duration_cast<std::chrono::microseconds>(t - loop_time).count() + 999) /
-         1000;
+// libuv's loop time counts CLOCK_MONOTONIC_COARSE when that clock is
+// precise to 1 ms, else CLOCK_MONOTONIC (uv__hrtime(UV_CLOCK_FAST)). Were
+// we to pick the other one, a timer would fire up to a millisecond off:
+// on_timer never acts early, it arms again.
+std::uint64_t loop_clock_ms() noexcept {
+  static const clockid_t id = [] {
+    timespec res{};
+    return ::clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0 &&
+                   res.tv_nsec <= 1'000'000
+               ? CLOCK_MONOTONIC_COARSE
+               : CLOCK_MONOTONIC;
+  }();
+  timespec ts{};
+  ::clock_gettime(id, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000u;
+}
+
+// The uv_timer_start delay that fires at `t`: what the loop's time would be
+// if it were updated now, minus its cached value (which uv_timer_start
+// counts from), plus what is left until `t`, rounded up. The loop's time
+// itself is not updated: inside a timer callback that spawns,
+// uv_update_time made libuv's timer phase find an overdue repeating timer
+// due again at once and run it back to back, handling no exit until the
+// spawning stopped (deadline completions 0.3-0.7 s late at 2,000
+// spawns/s; test SpawnQueueTest.ASpawningTimerThatOverrunsItsPeriodLeavesRoomForExits).
+std::uint64_t timer_delay_ms(uv_loop_t* loop, Clock::time_point t) {
+  const std::uint64_t cached = uv_now(loop);
+  const std::uint64_t fresh = std::max(cached, loop_clock_ms());
+  const auto now = Clock::now();
+  const std::uint64_t left =
+      t <= now ? 0
+               : static_cast<std::uint64_t>(
+                     std::chrono::duration_cast<std::chrono::microseconds>(t - now).count() + 999) /
+                     1000;
+  return fresh - cached + left;
 }
 
 bool leader_alive(const Invocation& inv) noexcept {
@@ -244,7 +266,7 @@ void arm_timer(Invocation& inv) {
     uv_timer_init(inv.impl->loop, &inv.timer.handle);
     slot_opened(inv, inv.timer);
   }
-  uv_timer_start(&inv.timer.handle, on_timer, ms_after_loop_time(inv.impl->loop, *at), 0);
+  uv_timer_start(&inv.timer.handle, on_timer, timer_delay_ms(inv.impl->loop, *at), 0);
 }
 
 void stop_timer(Invocation& inv) noexcept {
