@@ -59,6 +59,26 @@ std::uint64_t timer_delay_ms(uv_loop_t* loop, Clock::time_point t) {
   return fresh - cached + left;
 }
 
+// Before the loop polls, in a turn that armed a timer: refresh the loop's
+// time, so the poll's timeout counts from now and not from the turn's start
+// (a callback that spawned for a while would otherwise oversleep the
+// deadlines it armed). Here, after the timer phase, never inside it (see
+// timer_delay_ms).
+void on_clock_refresh(uv_prepare_t* h) {
+  uv_update_time(h->loop);
+  uv_prepare_stop(h);
+}
+
+void request_clock_refresh(SupervisorImpl& impl) {
+  if (!impl.clock_refresh) {
+    auto h = std::make_unique<uv_prepare_t>();
+    if (uv_prepare_init(impl.loop, h.get()) != 0) return;  // precision only
+    uv_unref(reinterpret_cast<uv_handle_t*>(h.get()));
+    impl.clock_refresh = std::move(h);
+  }
+  uv_prepare_start(impl.clock_refresh.get(), on_clock_refresh);
+}
+
 bool leader_alive(const Invocation& inv) noexcept {
   return inv.phase == Phase::running || inv.phase == Phase::stop_grace ||
          inv.phase == Phase::stopping;
@@ -267,6 +287,16 @@ void arm_timer(Invocation& inv) {
     slot_opened(inv, inv.timer);
   }
   uv_timer_start(&inv.timer.handle, on_timer, timer_delay_ms(inv.impl->loop, *at), 0);
+  request_clock_refresh(*inv.impl);
+}
+
+void close_clock_refresh(SupervisorImpl& impl) noexcept {
+  if (!impl.clock_refresh) return;
+  uv_prepare_stop(impl.clock_refresh.get());
+  // Freed in its close callback (libuv's lifetime rule).
+  uv_close(reinterpret_cast<uv_handle_t*>(impl.clock_refresh.release()), [](uv_handle_t* h) {
+    std::unique_ptr<uv_prepare_t> owned(reinterpret_cast<uv_prepare_t*>(h));
+  });
 }
 
 void stop_timer(Invocation& inv) noexcept {

@@ -239,6 +239,7 @@ void close_sigchld(SupervisorImpl& impl) noexcept {
 void finish_shutdown_if_idle(SupervisorImpl& impl) noexcept {
   if (!impl.shut_down || !impl.live.empty()) return;
   close_spawn_queue(impl);
+  close_clock_refresh(impl);
   close_watch_set(impl);
   close_sigchld(impl);
 }
@@ -312,6 +313,7 @@ Supervisor::~Supervisor() {
   impl.awaiting_take.clear();
   impl.deadlines.clear();
   detail::close_spawn_queue(impl);
+  detail::close_clock_refresh(impl);
   detail::close_watch_set(impl);
   detail::close_sigchld(impl);
   pins.clear();

@@ -215,6 +215,8 @@ void slot_opened(Invocation& inv, HandleSlot<Handle>& slot) noexcept {
 std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run);
 /// Closes the queue's idle handle (teardown); queued invocations are gone by then.
 void close_spawn_queue(SupervisorImpl& impl) noexcept;
+/// exit.cpp: the handle that refreshes the loop's time before it polls.
+void close_clock_refresh(SupervisorImpl& impl) noexcept;
 
 // spawn.cpp
 /// Checks the run and makes its invocation (throws Error: bad input, a

@@ -95,6 +95,9 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   std::uint64_t present_turn = ~std::uint64_t{0};
   std::deque<std::shared_ptr<Invocation>> spawn_queue;
   std::unique_ptr<uv_idle_t> spawn_idle;
+  // Refreshes the loop's time before it polls, in a turn that armed a
+  // timer (exit.cpp): created on first use, unreferenced.
+  std::unique_ptr<uv_prepare_t> clock_refresh;
 
   int dispatch_depth = 0;  // > 0 while one of our callbacks runs
   int drive_depth = 0;     // > 0 while a blocking call of ours runs uv_run
