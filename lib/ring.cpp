@@ -31,21 +31,25 @@ namespace {
 // Unique per process across every producer: groups a message's fragments.
 std::atomic<std::uint64_t> message_counter{1};
 
+// One record to write. Trivial on purpose (no default member values): the
+// direct path keeps a few on the stack without initialising them first.
 struct Fragment {
-  std::shared_ptr<const std::string> body;  // the whole message (null: the caller's, written at once)
-  const char* data = nullptr;               // this fragment's bytes
-  std::uint32_t total_length = 0;           // of the whole message
-  std::uint32_t length = 0;
-  RecordType type = RecordType::metrics;
-  std::uint64_t payload_index = 0;
-  std::uint64_t message_id = 0;
-  std::uint32_t frag_index = 0;
-  std::uint32_t frag_count = 1;
+  const char* data;             // this fragment's bytes (owned by the caller or its Batch)
+  std::uint32_t total_length;   // of the whole message
+  std::uint32_t length;
+  RecordType type;
+  std::uint64_t payload_index;
+  std::uint64_t message_id;
+  std::uint32_t frag_index;
+  std::uint32_t frag_count;
 };
 
-// Fragments reserved in one step: a consumer sees all of them or none.
+// Fragments reserved in one step: a consumer sees all of them or none. A
+// queued batch owns copies of its messages' bodies (`bodies`); fragments
+// point into them.
 struct Batch {
   std::vector<Fragment> fragments;
+  std::vector<std::shared_ptr<const std::string>> bodies;
   std::uint64_t slots = 0;  // ring bytes they take
   std::size_t bytes = 0;    // body bytes
 };
@@ -138,11 +142,14 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
         return false;
       }
     }
+    // Headers are built on the stack and stored whole (a few wide stores;
+    // never read back from the ring, whose lines the consumer may hold).
+    RecordHeader hdr;
     std::uint64_t pos = start;
     for (std::size_t i = 0; i < n; ++i) {
-      RecordHeader& r = map.record_at(pos);
-      fill_header(r, frags[i], pid, now);
-      r.state.store(detail::slot_reserved, std::memory_order_relaxed);
+      fill_header(hdr, frags[i], pid, now);
+      hdr.state.store(detail::slot_reserved, std::memory_order_relaxed);
+      std::memcpy(static_cast<void*>(&map.record_at(pos)), &hdr, sizeof hdr);
       pos += detail::slot_size(frags[i].length);
     }
     h.head.store(pos, std::memory_order_release);
@@ -153,9 +160,11 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     for (std::size_t i = 0; i < n; ++i) {
       const Fragment& f = frags[i];
       RecordHeader& r = map.record_at(pos);
-      map.copy_in(pos + detail::record_header_size, f.data, f.length);
-      r.body_crc = detail::crc32c(f.data, f.length);
-      r.header_crc = detail::header_crc(r);
+      fill_header(hdr, f, pid, now);  // the header as reserved, to checksum locally
+      // One pass copies the body and checksums it (from the caller's bytes).
+      hdr.body_crc = map.copy_in_crc(pos + detail::record_header_size, f.data, f.length);
+      r.body_crc = hdr.body_crc;
+      r.header_crc = detail::header_crc(hdr);
       r.state.store(detail::slot_committed, std::memory_order_release);
       pos += detail::slot_size(f.length);
       ++written;
@@ -282,9 +291,9 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     const std::uint64_t id = message_counter.fetch_add(1, std::memory_order_relaxed);
     Batch b;
     b.fragments.reserve(count);
+    b.bodies.push_back(shared);
     for (std::size_t i = 0; i < count; ++i) {
       Fragment f;
-      f.body = shared;
       f.data = shared->data() + i * max;
       f.total_length = static_cast<std::uint32_t>(m.body.size());
       f.length = static_cast<std::uint32_t>(std::min(max, m.body.size() - i * max));
@@ -295,7 +304,7 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
       f.frag_count = static_cast<std::uint32_t>(count);
       b.slots += detail::slot_size(f.length);
       b.bytes += f.length;
-      b.fragments.push_back(std::move(f));
+      b.fragments.push_back(f);
     }
     return b;
   }
@@ -315,7 +324,7 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     constexpr std::size_t direct_max = 8;
     if (!queue.empty() || messages.empty() || messages.size() > direct_max) return false;
     const std::size_t max = max_fragment();
-    Fragment frags[direct_max];
+    Fragment frags[direct_max];  // (trivial: not initialised; each used one is set whole)
     std::uint64_t slots = 0;
     for (std::size_t i = 0; i < messages.size(); ++i) {
       const RingRecord& m = messages[i];
@@ -326,6 +335,9 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
       f.length = f.total_length;
       f.type = m.type;
       f.payload_index = m.payload_index;
+      f.message_id = 0;
+      f.frag_index = 0;
+      f.frag_count = 1;
       slots += detail::slot_size(f.length);
     }
     if (slots > map.capacity()) return false;
@@ -338,11 +350,11 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     Batch all;
     for (std::size_t i = 0; i < messages.size(); ++i) {
       Fragment f = frags[i];
-      f.body = std::make_shared<const std::string>(messages[i].body);
-      f.data = f.body->data();
+      all.bodies.push_back(std::make_shared<const std::string>(messages[i].body));
+      f.data = all.bodies.back()->data();
       all.slots += detail::slot_size(f.length);
       all.bytes += f.length;
-      all.fragments.push_back(std::move(f));
+      all.fragments.push_back(f);
     }
     enqueue(std::move(all));
     return true;
@@ -363,7 +375,8 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
       for (Batch& b : batches) {
         all.slots += b.slots;
         all.bytes += b.bytes;
-        for (Fragment& f : b.fragments) all.fragments.push_back(std::move(f));
+        all.fragments.insert(all.fragments.end(), b.fragments.begin(), b.fragments.end());
+        all.bodies.insert(all.bodies.end(), b.bodies.begin(), b.bodies.end());
       }
       enqueue(std::move(all));
     } else {
@@ -372,11 +385,12 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
           enqueue(std::move(b));
           continue;
         }
-        for (Fragment& f : b.fragments) {
+        for (const Fragment& f : b.fragments) {
           Batch one;
           one.slots = detail::slot_size(f.length);
           one.bytes = f.length;
-          one.fragments.push_back(std::move(f));
+          one.fragments.push_back(f);
+          one.bodies = b.bodies;  // every fragment keeps the message's body alive
           enqueue(std::move(one));
         }
       }

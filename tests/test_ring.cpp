@@ -43,31 +43,11 @@ std::uint64_t mono_ns() {
 
 std::string seq_body(int producer, int seq) { return fmt::format("p{} s{} {}", producer, seq, std::string(static_cast<std::size_t>(seq % 37), 'x')); }
 
-// A child that writes "before" (index 0), then reserves index 1 and raises
-// `sig` between that reservation and its commit.
-pid_t fork_reserving_producer(const std::string& name, int sig) {
-  return fork_child([&name, sig] {
-    RingProducer p(name);
-    p.write(RecordType::metrics, 0, "before");
-    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [sig] { ::raise(sig); });
-    p.write(RecordType::metrics, 1, "never committed");
-    return 0;
-  });
-}
-
-// Parses "pP sS ..." bodies.
-std::pair<int, int> parse_seq(const std::string& body) {
-  int p = -1, s = -1;
-  std::sscanf(body.c_str(), "p%d s%d", &p, &s);
-  return {p, s};
-}
-
 // ------------------------------------------------------------ body codecs
-
 
 // CRC-32C check values (RFC 3720 / the "123456789" catalogue value), on
 // every length around the 8-byte steps of the hardware path, against a
-// bitwise reference.
+// bitwise reference; crc32c_copy (the producer's copy-and-checksum) too.
 TEST(RingCrc, MatchesTheCrc32cDefinition) {
   EXPECT_EQ(payloadrun::detail::crc32c("123456789", 9), 0xE3069283u);
   std::string zeros(32, '\0');
@@ -88,6 +68,9 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
     // Incremental: split anywhere gives the same value.
     EXPECT_EQ(payloadrun::detail::crc32c(p + n / 3, n - n / 3, payloadrun::detail::crc32c(p, n / 3)),
               bitwise(p, n));
+    std::string copy(n + 1, '#');  // copy and CRC in one pass: the same value, the same bytes, no more
+    EXPECT_EQ(payloadrun::detail::crc32c_copy(copy.data(), p, n), bitwise(p, n)) << n;
+    EXPECT_EQ(copy, data.substr(0, n) + "#") << n;
   }
   // Longer buffers take three interleaved chains (3 KiB and 192-byte
   // steps): every length
@@ -103,6 +86,9 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
                         6143u, 6144u, 6151u, 9300u, 65536u, 70000u}) {
     EXPECT_EQ(payloadrun::detail::crc32c(b, n), bitwise(b, n)) << n;
     EXPECT_EQ(payloadrun::detail::crc32c(b + 5, n - 5, payloadrun::detail::crc32c(b, 5)), bitwise(b, n)) << n;
+    std::string copy(n - 3, '\0');  // from an unaligned source
+    EXPECT_EQ(payloadrun::detail::crc32c_copy(copy.data(), b + 3, n - 3), bitwise(b + 3, n - 3)) << n;
+    EXPECT_EQ(copy, big.substr(3, n - 3)) << n;
   }
 }
 
@@ -552,6 +538,25 @@ TEST(Ring, ReadSkipsAKilledProducersReservationAndNeverHandsOverACorruptBody) {
   EXPECT_EQ(consumer.stats().abandoned, 1u);
   EXPECT_EQ(consumer.stats().corrupt, 1u);
   EXPECT_LT(secs, 2.0) << "a dead producer's reservation is skipped without waiting for abandon_timeout";
+}
+
+// A consumer that only polls (next(0) again and again, as a drain loop with
+// its own wait would): a killed producer's reservation is skipped all the
+// same, once it has held the read position for the consumer's short poll.
+TEST(Ring, PollingWithZeroTimeoutSkipsAKilledProducersReservation) {
+  RingName name("poll-killed");
+  RingConsumer consumer(name, {.capacity = 1 << 16});
+  const int status = wait_child(fork_reserving_producer(name, SIGKILL));
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  RingProducer(name).write(RecordType::metrics, 7, "behind");
+  std::vector<std::string> got;
+  for (const auto deadline = std::chrono::steady_clock::now() + 5s;
+       got.size() < 2 && std::chrono::steady_clock::now() < deadline;) {
+    if (auto m = consumer.next(0ms)) got.push_back(m->body);
+    else std::this_thread::sleep_for(100us);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"before", "behind"}));
+  EXPECT_EQ(consumer.stats().abandoned, 1u);
 }
 
 // Levels are the application's (issue 15): a bogus SPDLOG_LEVEL is ignored

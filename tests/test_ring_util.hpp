@@ -9,11 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "detail/ring_test_hooks.hpp"
 #include "payloadrun/ring_producer.hpp"
 
 namespace ring_test {
@@ -64,5 +67,25 @@ inline int wait_child(pid_t pid, std::chrono::seconds bound = std::chrono::secon
 }
 
 inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+// A child that writes "before" (index 0), then reserves index 1 and raises
+// `sig` between that reservation and its commit.
+inline pid_t fork_reserving_producer(const std::string& name, int sig) {
+  return fork_child([&name, sig] {
+    payloadrun::RingProducer p(name);
+    p.write(payloadrun::RecordType::metrics, 0, "before");
+    payloadrun::detail::RingProducerAccess::set_after_reserve_hook(p, [sig] { ::raise(sig); });
+    p.write(payloadrun::RecordType::metrics, 1, "never committed");
+    return 0;
+  });
+}
+
+
+// Parses "pP sS ..." bodies.
+inline std::pair<int, int> parse_seq(const std::string& body) {
+  int p = -1, s = -1;
+  std::sscanf(body.c_str(), "p%d s%d", &p, &s);
+  return {p, s};
+}
 
 }  // namespace ring_test

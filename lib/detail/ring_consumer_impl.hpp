@@ -229,11 +229,16 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
 
   enum class Step { message, progressed, blocked, empty };
 
+  // The reservation the read position waits on, and since when (monotonic
+  // ns): its producer is checked for death and timeout only once it has
+  // held the consumer for spin_ns (it is usually being written right now;
+  // the check is a system call).
+  std::uint64_t blocked_pos = ~std::uint64_t{0};
+  std::uint64_t blocked_since_ns = 0;
+
   // Process the record at the read position. `out` is filled when a whole
   // message is ready.
-  // `patient`: a reservation at the read position is being written (its
-  // producer is checked for death and timeout only when false).
-  Step step(std::optional<RingMessage>& out, bool patient = false, RingView* in_place = nullptr) {
+  Step step(std::optional<RingMessage>& out, RingView* in_place = nullptr) {
     RingHeader& h = map.header();
     const std::uint64_t tail = read_pos;
     if (tail == seen_head) {
@@ -261,7 +266,12 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         resync(tail, head, "reserved length out of bounds");
         return Step::progressed;
       }
-      if (patient) return Step::blocked;
+      const std::uint64_t now = detail::monotonic_ns();
+      if (blocked_pos != tail) {
+        blocked_pos = tail;
+        blocked_since_ns = now;
+      }
+      if (now - blocked_since_ns < spin_ns) return Step::blocked;
       // (A reservation time ahead of now, e.g. garbage, wraps to a huge age.)
       const std::uint64_t age = detail::coarse_ns() - r.reserve_ns;
       const auto limit = static_cast<std::uint64_t>(options.abandon_timeout.count()) * 1'000'000u;
@@ -478,7 +488,6 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     RingHeader& h = map.header();
     if (options.auto_commit && !spills.empty()) remove_spills({});
     std::uint64_t start = 0;  // when this call first found nothing to read (read lazily)
-    bool patient = false;     // polling: do not re-check a reservation's producer yet
     for (;;) {
       if (spilled.empty() && more_spills) import_spill();  // the next journal, before the ring
       if ((out = take_spilled())) {
@@ -486,7 +495,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         stats.bytes += out->body.size();
         return true;
       }
-      const Step s = step(out, patient, in_place);
+      const Step s = step(out, in_place);
       if (s == Step::message) {
         ++stats.messages;
         stats.bytes += out ? out->body.size() : in_place->body.size();
@@ -514,11 +523,6 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         } else {
           ::sched_yield();
         }
-        patient = true;
-        continue;
-      }
-      if (patient) {
-        patient = false;  // check the reservation's producer once before sleeping
         continue;
       }
       // Sleep until a commit (or, while a live producer holds the record at

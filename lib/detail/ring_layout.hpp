@@ -97,6 +97,8 @@ constexpr std::uint64_t slot_size(std::uint64_t length) noexcept {
 }
 
 std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
+/// Copies `n` bytes from `src` to `dst` and returns their CRC32C (as crc32c), one pass.
+std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32_t crc = 0) noexcept;
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;

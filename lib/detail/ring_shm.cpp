@@ -68,16 +68,26 @@ std::uint32_t crc32c_table(const unsigned char* p, std::size_t n, std::uint32_t 
 
 #if defined(__x86_64__)
 // The SSE4.2 crc32 instruction computes the same CRC-32C, 8 bytes a step.
+// Copy: each word is also stored at `out` (advanced), in the same pass.
+template <bool Copy = false>
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
-                                                              std::uint32_t crc) noexcept {
+                                                              std::uint32_t crc,
+                                                              unsigned char* out = nullptr) noexcept {
   std::uint64_t c = crc;
   for (; n >= 8; n -= 8, p += 8) {
     std::uint64_t v;
     std::memcpy(&v, p, 8);
+    if constexpr (Copy) {
+      std::memcpy(out, &v, 8);
+      out += 8;
+    }
     c = __builtin_ia32_crc32di(c, v);
   }
   auto c32 = static_cast<std::uint32_t>(c);
-  for (; n > 0; --n, ++p) c32 = __builtin_ia32_crc32qi(c32, *p);
+  for (; n > 0; --n, ++p) {
+    if constexpr (Copy) *out++ = *p;
+    c32 = __builtin_ia32_crc32qi(c32, *p);
+  }
   return c32;
 }
 const bool have_sse42 = __builtin_cpu_supports("sse4.2");
@@ -116,10 +126,11 @@ struct CrcShift {
 };
 
 // Whole steps of three `block`-byte chains, joined by the two shifts.
-template <std::size_t block>
+template <std::size_t block, bool Copy>
 __attribute__((target("sse4.2"))) std::uint32_t crc_3way_steps(const unsigned char*& p, std::size_t& n,
                                                                 std::uint32_t crc, const CrcShift& shift1,
-                                                                const CrcShift& shift2) noexcept {
+                                                                const CrcShift& shift2,
+                                                                unsigned char*& out) noexcept {
   while (n >= 3 * block) {
     std::uint64_t a = crc, b = 0, c = 0;
     for (std::size_t i = 0; i < block; i += 8) {
@@ -127,6 +138,11 @@ __attribute__((target("sse4.2"))) std::uint32_t crc_3way_steps(const unsigned ch
       std::memcpy(&va, p + i, 8);
       std::memcpy(&vb, p + block + i, 8);
       std::memcpy(&vc, p + 2 * block + i, 8);
+      if constexpr (Copy) {
+        std::memcpy(out + i, &va, 8);
+        std::memcpy(out + block + i, &vb, 8);
+        std::memcpy(out + 2 * block + i, &vc, 8);
+      }
       a = __builtin_ia32_crc32di(a, va);
       b = __builtin_ia32_crc32di(b, vb);
       c = __builtin_ia32_crc32di(c, vc);
@@ -135,21 +151,30 @@ __attribute__((target("sse4.2"))) std::uint32_t crc_3way_steps(const unsigned ch
           static_cast<std::uint32_t>(c);
     p += 3 * block;
     n -= 3 * block;
+    if constexpr (Copy) out += 3 * block;
   }
   return crc;
 }
 
 constexpr std::size_t crc_small_block = 64;  // records of a few hundred bytes
 
+// Built on first use (with the instruction; never on a CPU without it).
+struct CrcShifts {
+  CrcShift shift1{crc_block}, shift2{2 * crc_block}, small1{crc_small_block}, small2{2 * crc_small_block};
+};
+const CrcShifts& crc_shifts() noexcept {
+  static const CrcShifts t;
+  return t;
+}
+
+template <bool Copy = false>
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42_3way(const unsigned char* p, std::size_t n,
-                                                                   std::uint32_t crc) noexcept {
-  static const CrcShift shift1(crc_block);
-  static const CrcShift shift2(2 * crc_block);
-  static const CrcShift small1(crc_small_block);
-  static const CrcShift small2(2 * crc_small_block);
-  crc = crc_3way_steps<crc_block>(p, n, crc, shift1, shift2);
-  crc = crc_3way_steps<crc_small_block>(p, n, crc, small1, small2);
-  return crc32c_sse42(p, n, crc);
+                                                                   std::uint32_t crc,
+                                                                   unsigned char* out = nullptr) noexcept {
+  const CrcShifts& t = crc_shifts();
+  crc = crc_3way_steps<crc_block, Copy>(p, n, crc, t.shift1, t.shift2, out);
+  crc = crc_3way_steps<crc_small_block, Copy>(p, n, crc, t.small1, t.small2, out);
+  return crc32c_sse42<Copy>(p, n, crc, out);
 }
 #endif
 
@@ -168,6 +193,20 @@ std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcep
   crc = crc32c_table(p, n, crc);
 #endif
   return ~crc;
+}
+
+std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32_t crc) noexcept {
+  const auto* p = static_cast<const unsigned char*>(src);
+  auto* out = static_cast<unsigned char*>(dst);
+#if defined(__x86_64__)
+  if (have_sse42) {
+    crc = ~crc;
+    crc = n >= 3 * crc_small_block ? crc32c_sse42_3way<true>(p, n, crc, out) : crc32c_sse42<true>(p, n, crc, out);
+    return ~crc;
+  }
+#endif
+  std::memcpy(out, p, n);
+  return crc32c(p, n, crc);
 }
 
 std::uint32_t header_crc(const RecordHeader& h) noexcept {
@@ -342,13 +381,6 @@ RingMap::~RingMap() {
   if (base_ != nullptr) ::munmap(base_, map_size_);
 }
 
-void RingMap::copy_in(std::uint64_t pos, const char* src, std::size_t n) const noexcept {
-  const std::uint64_t off = pos & mask();
-  const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
-  std::memcpy(data_ + off, src, first);
-  if (first < n) std::memcpy(data_, src + first, n - first);
-}
-
 void RingMap::copy_out(std::uint64_t pos, char* dst, std::size_t n) const noexcept {
   const std::uint64_t off = pos & mask();
   const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
@@ -363,11 +395,11 @@ void RingMap::copy_out(std::uint64_t pos, std::string& dst, std::size_t n) const
   if (first < n) dst.append(reinterpret_cast<const char*>(data_), n - first);
 }
 
-std::uint32_t RingMap::crc_at(std::uint64_t pos, std::size_t n) const noexcept {
+std::uint32_t RingMap::copy_in_crc(std::uint64_t pos, const char* src, std::size_t n) const noexcept {
   const std::uint64_t off = pos & mask();
   const std::size_t first = static_cast<std::size_t>(std::min<std::uint64_t>(n, capacity_ - off));
-  std::uint32_t c = crc32c(data_ + off, first);
-  if (first < n) c = crc32c(data_, n - first, c);
+  std::uint32_t c = crc32c_copy(data_ + off, src, first);
+  if (first < n) c = crc32c_copy(data_, src + first, n - first, c);
   return c;
 }
 

@@ -30,14 +30,13 @@ class RingMap {
   RecordHeader& record_at(std::uint64_t pos) const noexcept {
     return *reinterpret_cast<RecordHeader*>(data_ + (pos & mask()));
   }
-  /// Copy `n` bytes into the ring at absolute position `pos` (wrapping).
-  void copy_in(std::uint64_t pos, const char* src, std::size_t n) const noexcept;
+  /// Copy `n` bytes into the ring at absolute position `pos` (wrapping);
+  /// returns their CRC32C, computed in the same pass.
+  std::uint32_t copy_in_crc(std::uint64_t pos, const char* src, std::size_t n) const noexcept;
   /// Copy `n` bytes out of the ring at absolute position `pos` (wrapping).
   void copy_out(std::uint64_t pos, char* dst, std::size_t n) const noexcept;
   /// Replace `dst` with `n` ring bytes at `pos` (wrapping); one copy.
   void copy_out(std::uint64_t pos, std::string& dst, std::size_t n) const;
-  /// CRC32C of `n` ring bytes at `pos` (wrapping).
-  std::uint32_t crc_at(std::uint64_t pos, std::size_t n) const noexcept;
 
  private:
   std::string name_;
