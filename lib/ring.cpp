@@ -28,8 +28,11 @@ using detail::RingHeader;
 
 namespace {
 
-// Unique per process across every producer: groups a message's fragments.
-std::atomic<std::uint64_t> message_counter{1};
+// Message ids are unique per process across every producer (they group a
+// message's fragments): a producer takes a block of 2^32 ids at a time
+// from this counter (one atomic step per block, not per message), and
+// numbers its messages within it, in order.
+std::atomic<std::uint64_t> message_id_blocks{1};
 
 // One record to write. Trivial on purpose (no default member values): the
 // direct path keeps a few on the stack without initialising them first.
@@ -79,6 +82,15 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
   // tail as this producer last read it: it only grows, so the free space
   // it shows is never more than the truth (re-read only when short).
   std::uint64_t cached_tail = 0;
+
+  std::uint64_t next_message_id = 0, message_id_end = 0;  // this producer's block of ids
+  std::uint64_t take_message_id() noexcept {
+    if (next_message_id == message_id_end) {
+      next_message_id = message_id_blocks.fetch_add(1, std::memory_order_relaxed) << 32;
+      message_id_end = next_message_id + (std::uint64_t{1} << 32);
+    }
+    return next_message_id++;
+  }
 
   Impl(const std::string& name, const RingOptions& o) : map(name, o), options(o) {}
   ~Impl() {
@@ -288,7 +300,7 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     auto shared = std::make_shared<const std::string>(m.body);
     const std::size_t max = max_fragment();
     const std::size_t count = m.body.empty() ? 1 : (m.body.size() + max - 1) / max;
-    const std::uint64_t id = message_counter.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t id = take_message_id();
     Batch b;
     b.fragments.reserve(count);
     b.bodies.push_back(shared);
@@ -343,7 +355,7 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     if (slots > map.capacity()) return false;
     // Ids are taken only once the write is certain to be tried, in order.
     for (std::size_t i = 0; i < messages.size(); ++i) {
-      frags[i].message_id = message_counter.fetch_add(1, std::memory_order_relaxed);
+      frags[i].message_id = take_message_id();
     }
     if (try_write(frags, messages.size(), slots, false)) return true;
     // No room now: queue copies (with the ids just taken; unique, in order).
