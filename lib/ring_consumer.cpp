@@ -138,7 +138,7 @@ std::size_t RingConsumer::read(std::chrono::milliseconds timeout, const std::fun
   while (n < max) {
     out.reset();
     try {
-      if (!im.next(n == 0 ? timeout : std::chrono::milliseconds(0), out, &view)) break;
+      if (!im.next(n == 0 ? timeout : std::chrono::milliseconds(0), out, &view, n != 0)) break;
     } catch (const std::bad_alloc&) {
       ++im.stats.incomplete;
       im.report("ring: out of memory while reading a record; it is counted incomplete");

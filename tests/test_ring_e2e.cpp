@@ -354,4 +354,51 @@ TEST(RingKill, ProducersKilledAtRandomInstantsLoseOnlyTheRecordBeingWritten) {
   EXPECT_TRUE(consumer.empty());
 }
 
+
+// A few small records behind the consumer's last head (fewer bytes than
+// the consumer waits to gather before reading right behind a producer):
+// a zero-timeout poll takes them at once, a read or next with a timeout
+// after a pause of microseconds, never after its timeout; a read stopped
+// at such a batch leaves it for the next call, losing nothing.
+TEST(RingBatch, AFewSmallRecordsAreReadAtOnceNeverHeldForTheTimeout) {
+  RingName name("short-batch");
+  const RingOptions o{.capacity = 1 << 20};
+  RingConsumer consumer(name, o);
+  RingProducer producer(name, o);
+  std::uint64_t want = 0, bad = 0;
+  auto check = [&](const RingView& v) { bad += v.payload_index == want++ ? 0 : 1; };
+  std::uint64_t written = 0;
+  auto write = [&](int n) {
+    for (int i = 0; i < n; ++i) producer.write(RecordType::raw_output, written++, std::string(100, 'x'));
+  };
+  for (int round = 0; round < 50; ++round) {
+    write(3);
+    EXPECT_EQ(consumer.read(0ms, check), 3u) << "a poll left records behind (round " << round << ")";
+    write(3);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(consumer.read(5s, check), 3u);
+    write(1);
+    EXPECT_TRUE(consumer.next(5s).has_value());
+    ++want;
+    // Well under the 5 s timeout (the pause is microseconds; slack for a busy machine).
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "round " << round;
+    // A read that stops at a short batch written while it runs.
+    write(200);
+    std::size_t got = 0;
+    bool more = true;
+    for (const auto bound = std::chrono::steady_clock::now() + 10s;
+         got < 203 && std::chrono::steady_clock::now() < bound;) {
+      consumer.read(1s, [&](const RingView& v) {
+        check(v);
+        if (++got == 100 && more) write(3), more = false;  // mid-read: a few more behind head
+      });
+    }
+    EXPECT_EQ(got, 203u);
+  }
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(want, written);
+  EXPECT_TRUE(consumer.empty());
+  EXPECT_EQ(consumer.stats().corrupt + consumer.stats().abandoned, 0u);
+}
+
 }  // namespace

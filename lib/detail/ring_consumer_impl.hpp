@@ -89,6 +89,23 @@ inline constexpr std::uint64_t spin_ns = 50'000;
 // (64 KiB records: 91-96 K/s with it against 113 K/s without).
 inline constexpr std::uint64_t settle_ns = 8'000;
 inline constexpr std::uint32_t settle_below = 4096;
+// Reaching the last head it read, a consumer that finds fewer than this
+// many new bytes of small records (and has not just paused) pauses
+// settle_ns before it reads them: reading right behind a streaming
+// producer pulls each line from it as it is written, and the producer's
+// next stores wait for lines the consumer's prefetches took. 1,000,000
+// records of 256 B across processes, four runs of five rounds each,
+// interleaved, median M/s: 4.1, 8.3, 7.6, 8.5 without it, 10.0, 9.8, 9.0,
+// 9.2 with it; 4 KiB and 64 KiB were within the noise of 16 KiB.
+inline constexpr std::uint64_t min_batch_bytes = 16384;
+
+// Busy-waits `ns` without touching shared memory.
+inline void pause_for(std::uint64_t ns) noexcept {
+  const std::uint64_t from = detail::monotonic_ns();
+  do {
+    for (int i = 0; i < 32; ++i) cpu_relax();
+  } while (detail::monotonic_ns() - from < ns);
+}
 }  // namespace detail::consumer
 
 using detail::consumer::Partial;
@@ -98,6 +115,8 @@ using detail::consumer::cpu_relax;
 using detail::consumer::spin_ns;
 using detail::consumer::settle_ns;
 using detail::consumer::settle_below;
+using detail::consumer::min_batch_bytes;
+using detail::consumer::pause_for;
 
 struct detail::RingViewAccess {
   static void set_message(RingView& v, const RingMessage& m) {
@@ -240,7 +259,7 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     advance(pos + off);
   }
 
-  enum class Step { message, progressed, blocked, empty };
+  enum class Step { message, progressed, blocked, empty, short_batch };
 
   // The reservation the read position waits on, and since when (monotonic
   // ns): its producer is checked for death and timeout only once it has
@@ -252,12 +271,18 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
 
   // Process the record at the read position. `out` is filled when a whole
   // message is ready.
-  Step step(std::optional<RingMessage>& out, RingView* in_place = nullptr) {
+  // `take_short`: read what there is, however little (else Step::short_batch).
+  Step step(std::optional<RingMessage>& out, RingView* in_place = nullptr, bool take_short = true) {
     RingHeader& h = map.header();
     const std::uint64_t tail = read_pos;
     if (tail == seen_head) {
-      seen_head = h.head.load(std::memory_order_acquire);
-      if (tail == seen_head) return Step::empty;
+      const std::uint64_t now_head = h.head.load(std::memory_order_acquire);
+      if (now_head == tail) return Step::empty;
+      if (!take_short && last_length < settle_below && now_head - tail < min_batch_bytes &&
+          now_head - tail < map.capacity() / 4) {
+        return Step::short_batch;
+      }
+      seen_head = now_head;
     }
     const std::uint64_t head = seen_head;
     if (head < tail || head - committed > map.capacity() || tail < committed ||
@@ -499,11 +524,15 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
 
   // The next message: in `out`, or (in_place given) in `*in_place` when it
   // can be read in place. False on timeout.
-  bool next(std::chrono::milliseconds timeout, std::optional<RingMessage>& out, RingView* in_place) {
+  // `streaming`: a later call of one read(): return (false) at a short
+  // batch rather than pausing for it.
+  bool next(std::chrono::milliseconds timeout, std::optional<RingMessage>& out, RingView* in_place,
+            bool streaming = false) {
     const auto timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())) * 1'000'000u;
     RingHeader& h = map.header();
     if (options.auto_commit && !spills.empty()) remove_spills({});
     std::uint64_t start = 0;  // when this call first found nothing to read (read lazily)
+    bool take_short = timeout_ns == 0 && !streaming;  // a plain poll takes what there is
     for (;;) {
       if (spilled.empty() && more_spills) import_spill();  // the next journal, before the ring
       if ((out = take_spilled())) {
@@ -511,13 +540,19 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         stats.bytes += out->body.size();
         return true;
       }
-      const Step s = step(out, in_place);
+      const Step s = step(out, in_place, take_short);
       if (s == Step::message) {
         ++stats.messages;
         stats.bytes += out ? out->body.size() : in_place->body.size();
         return true;
       }
       if (s == Step::progressed) continue;
+      if (s == Step::short_batch) {
+        if (streaming) return false;
+        pause_for(settle_ns);
+        take_short = true;
+        continue;
+      }
       const std::uint64_t now = detail::monotonic_ns();
       if (start == 0) start = now;
       if (s == Step::empty) {
@@ -536,10 +571,8 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
         // after it, yield between polls, so a producer sharing this CPU (a
         // busy machine) runs instead of the poll.
         if (waited == 0) {
-          const std::uint64_t settle = last_length < settle_below ? settle_ns : 0;
-          do {
-            for (int i = 0; i < 32; ++i) cpu_relax();
-          } while (detail::monotonic_ns() - now < settle);
+          if (last_length < settle_below) pause_for(settle_ns);
+          take_short = true;
         } else {
           ::sched_yield();
         }
