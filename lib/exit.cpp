@@ -1,10 +1,12 @@
 // Exit/deadline stage: collect the leader's status from its pidfd, signal
-// and kill the whole group, and the one timer per invocation that enforces
-// the deadline, ends the stop grace and bounds the drain. Phase changes are
-// invocation.cpp's.
+// and kill the whole group, the supervisor's deadline timer (a timerfd for
+// the earliest deadline of its live payloads) and the one timer per
+// invocation that ends the stop grace and bounds the drain (and enforces
+// the deadline, should the timerfd fail). Phase changes are invocation.cpp's.
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +84,44 @@ void request_clock_refresh(SupervisorImpl& impl) {
 bool leader_alive(const Invocation& inv) noexcept {
   return inv.phase == Phase::running || inv.phase == Phase::stop_grace ||
          inv.phase == Phase::stopping;
+}
+
+// The supervisor's deadline timer (a timerfd in the watch set, absolute
+// CLOCK_MONOTONIC, which steady_clock is) enforces every entry of
+// impl.deadlines: to the microsecond, where a libuv timer fires on the
+// millisecond after (measured at 250 spawns/s: kill lateness p50 0.77 ms
+// through the per-invocation timers, the rounding half of it). It is set
+// only when a sooner deadline comes (one system call a payload when all
+// share a timeout: each fire arms it for the next); one left armed for a
+// deadline forgotten since fires once, finding nothing due.
+bool deadline_timer_on(const SupervisorImpl& impl) noexcept { return static_cast<bool>(impl.deadline_timer); }
+
+void arm_timer_no_throw(Invocation& inv) noexcept {
+  try {
+    arm_timer(inv);
+  } catch (...) {
+  }
+}
+
+void arm_deadline_timer(SupervisorImpl& impl, Clock::time_point at) noexcept {
+  if (!deadline_timer_on(impl) || at >= impl.deadline_armed) return;
+  const auto ns = std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count());
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  if (::timerfd_settime(impl.deadline_timer.get(), TFD_TIMER_ABSTIME, &spec, nullptr) == 0) {
+    impl.deadline_armed = at;
+    return;
+  }
+  const int e = errno;
+  logger()->warn("Supervisor: arming the deadline timer failed ({}); deadlines are enforced to "
+                 "the millisecond from now on",
+                 errno_text(e));
+  // Every pending deadline moves to its invocation's own timer.
+  close_deadline_timer(impl);
+  impl.deadline_armed = Clock::time_point::max();
+  for (auto& [when, inv] : impl.deadlines) arm_timer_no_throw(*inv);
 }
 
 // Signal the leader through its pidfd: never a recycled pid.
@@ -266,15 +306,29 @@ void start_exit_watch(Invocation& inv) {
     watch_fd(inv, inv.pidfd.get(), inv.exit_tag, "pidfd");
   }
   start_cgroup_watch(inv);
-  if (inv.deadline) inv.deadline_entry = inv.impl->deadlines.emplace(*inv.deadline, &inv);
+  if (inv.deadline) {
+    inv.deadline_entry = inv.impl->deadlines.emplace(*inv.deadline, &inv);
+    arm_deadline_timer(*inv.impl, *inv.deadline);
+  }
   arm_timer(inv);
+}
+
+void on_deadline_timer(SupervisorImpl& impl) noexcept {
+  std::uint64_t expirations = 0;
+  while (::read(impl.deadline_timer.get(), &expirations, sizeof expirations) < 0 && errno == EINTR) {
+  }
+  impl.deadline_armed = Clock::time_point::max();
+  enforce_overdue_deadlines(impl);
+  if (!impl.deadlines.empty()) arm_deadline_timer(impl, impl.deadlines.begin()->first);
 }
 
 // Before the leader exits: fire at the deadline, or during a stop grace at
 // its end (or the deadline if sooner and not yet acted on). After: at the
 // end of the drain grace, or the deadline if sooner and not yet acted on.
 void arm_timer(Invocation& inv) {
+  // A deadline still in impl->deadlines is the deadline timer's.
   std::optional<Clock::time_point> at = inv.deadline;
+  if (inv.deadline_entry && deadline_timer_on(*inv.impl)) at.reset();
   if (inv.phase == Phase::stop_grace) {
     if (!at || inv.outcome.timed_out || *inv.stop_until < *at) at = inv.stop_until;
   } else if (!leader_alive(inv)) {

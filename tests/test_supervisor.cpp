@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "fixture.hpp"
 
@@ -289,6 +290,38 @@ TEST_F(SupervisorTest, TimeoutKillsAndKeepsPartialOutput) {
   EXPECT_TRUE(c.result.passed);
   EXPECT_GE(took, 300ms);
   EXPECT_LT(took, 10s);
+}
+
+// Deadlines share one timer armed for the earliest: one that becomes the
+// earliest re-arms it, one whose payload exits first leaves it to fire on
+// nothing due and move on, and every deadline is acted on at its time,
+// never before (C at 300 ms after A's forgotten 200 ms, B at 600 ms).
+TEST_F(SupervisorTest, DeadlinesSharingOneTimerEachFireAtTheirOwnTime) {
+  Supervisor& s = sup();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::map<std::string, std::chrono::steady_clock::duration> done;
+  std::map<std::string, Completion> results;
+  auto start = [&](const std::string& name, std::vector<std::string> argv, std::chrono::milliseconds t) {
+    s.payload(child_payload(name, std::move(argv))).timeout(t).spawn([&, name](Completion c) {
+      done[name] = std::chrono::steady_clock::now() - t0;
+      results.emplace(name, std::move(c));
+    });
+  };
+  start("B", {"sleep", "10000"}, 600ms);
+  start("A", {"exit", "0"}, 200ms);  // the earliest, forgotten when A exits
+  start("C", {"sleep", "10000"}, 300ms);
+  for (const auto bound = t0 + 8s; done.size() < 3 && std::chrono::steady_clock::now() < bound;) {
+    uv_run(&loop_, UV_RUN_ONCE);
+  }
+  ASSERT_EQ(done.size(), 3u);
+  EXPECT_FALSE(results.at("A").metrics.timed_out);
+  EXPECT_EQ(results.at("A").metrics.exit_code, 0);
+  EXPECT_LT(done.at("A"), 200ms);
+  for (const auto& [name, at] : {std::pair<std::string, std::chrono::milliseconds>{"C", 300ms}, {"B", 600ms}}) {
+    EXPECT_TRUE(results.at(name).metrics.timed_out) << name;
+    EXPECT_GE(done.at(name), at) << name << " completed before its deadline";
+    EXPECT_LT(done.at(name), at + 250ms) << name << " completed late";  // slack for a loaded CI machine
+  }
 }
 
 TEST_F(SupervisorTest, DroppingALiveHandleKillsItsGroupAndWarns) {

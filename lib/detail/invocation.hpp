@@ -275,6 +275,9 @@ void forget_deadline(Invocation& inv) noexcept;
 /// would): called before each spawn, so a burst of spawns that keeps the
 /// loop from running timers cannot make deadlines late.
 void enforce_overdue_deadlines(SupervisorImpl& impl) noexcept;
+/// The deadline timer fired (called from the watch set): act on what is
+/// due, arm it for the next.
+void on_deadline_timer(SupervisorImpl& impl) noexcept;
 /// Wait for the process behind `pidfd` to end and reap it.
 bool reap_pidfd_blocking(int pidfd) noexcept;
 
@@ -292,6 +295,8 @@ void wait_cgroup_empty_blocking(Invocation& inv) noexcept;
 /// Opens the supervisor's watch set (throws Error); closes its handle.
 void init_watch_set(SupervisorImpl& impl);
 void close_watch_set(SupervisorImpl& impl) noexcept;
+/// Takes the deadline timer out of the set and closes it (it failed).
+void close_deadline_timer(SupervisorImpl& impl) noexcept;
 /// Adds `fd` for `tag` (throws Error naming `what`); the invocation is
 /// pinned while any fd of its is watched.
 void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "detail/fd.hpp"
+#include "detail/watch_set.hpp"
 #include "payloadrun/extract.hpp"
 #include "payloadrun/supervisor.hpp"
 
@@ -73,6 +74,13 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   // Complete with a result no terminal call took yet (handle delivery).
   std::unordered_set<Invocation*> awaiting_take;
   DeadlineQueue deadlines;
+  // One timerfd in the watch set for the earliest entry of `deadlines`
+  // (exit.cpp): deadlines to the microsecond, where libuv's timers round to
+  // the millisecond. Armed for `deadline_armed` (max: disarmed); closed
+  // (deadlines fall back to the invocations' own timers) if it cannot work.
+  UniqueFd deadline_timer;
+  WatchTag deadline_tag;
+  Clock::time_point deadline_armed = Clock::time_point::max();
   // Every live pidfd and output pipe in one epoll fd, one uv_poll for all
   // (detail/watch_set.cpp).
   UniqueFd watch_set;

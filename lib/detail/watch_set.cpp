@@ -2,6 +2,7 @@
 // live payload's pidfd and output pipes, watched by one uv_poll.
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -62,15 +63,19 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
     do {
       n = ::epoll_wait(impl->watch_set.get(), evs, batch, 0);
       std::shared_ptr<Invocation> pins[batch];
-      for (int i = 0; i < n; ++i) pins[i] = static_cast<WatchTag*>(evs[i].data.ptr)->inv->keepalive;
+      for (int i = 0; i < n; ++i) {
+        const auto* tag = static_cast<WatchTag*>(evs[i].data.ptr);
+        if (tag->inv != nullptr) pins[i] = tag->inv->keepalive;
+      }
       for (int i = 0; i < n; ++i) {
         auto* tag = static_cast<WatchTag*>(evs[i].data.ptr);
         if (!tag->watched) continue;  // closed earlier in this batch
-        Invocation& inv = *tag->inv;
+        Invocation* inv = tag->inv;  // (none for the deadline timer)
         switch (tag->kind) {
-          case WatchKind::exit: dispatch(impl, "pidfd", [&] { on_pidfd_ready(inv); }); break;
-          case WatchKind::out: dispatch(impl, "stdout", [&] { on_stream_ready(inv, inv.out); }); break;
-          case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(inv, inv.err); }); break;
+          case WatchKind::exit: dispatch(impl, "pidfd", [&] { on_pidfd_ready(*inv); }); break;
+          case WatchKind::out: dispatch(impl, "stdout", [&] { on_stream_ready(*inv, inv->out); }); break;
+          case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(*inv, inv->err); }); break;
+          case WatchKind::deadline: dispatch(impl, "deadline timer", [&] { on_deadline_timer(*impl); }); break;
         }
         if (impl->destroyed || (timed && uv_hrtime() - t0 >= budget_ns)) {
           out_of_time = true;
@@ -103,6 +108,22 @@ void init_watch_set(SupervisorImpl& impl) {
   uv_unref(reinterpret_cast<uv_handle_t*>(poll.get()));
   impl.watch_set_poll = std::move(poll);
   impl.read_nowait = probe_read_nowait();
+  // The deadline timer (exit.cpp). Without it deadlines still hold, to the
+  // millisecond, through each invocation's libuv timer.
+  impl.deadline_timer = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  impl.deadline_tag.kind = WatchKind::deadline;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &impl.deadline_tag;
+  if (!impl.deadline_timer ||
+      ::epoll_ctl(impl.watch_set.get(), EPOLL_CTL_ADD, impl.deadline_timer.get(), &ev) != 0) {
+    const int e = errno;
+    logger()->warn("Supervisor: no deadline timerfd ({}); deadlines are enforced to the millisecond",
+                   errno_text(e));
+    impl.deadline_timer.reset();
+  } else {
+    impl.deadline_tag.watched = true;
+  }
 }
 
 void release_pins(SupervisorImpl& impl) noexcept {
@@ -124,6 +145,13 @@ void close_watch_set(SupervisorImpl& impl) noexcept {
   uv_close(reinterpret_cast<uv_handle_t*>(impl.watch_set_poll.release()), [](uv_handle_t* h) {
     std::unique_ptr<uv_poll_t> owned(reinterpret_cast<uv_poll_t*>(h));
   });
+}
+
+void close_deadline_timer(SupervisorImpl& impl) noexcept {
+  if (!impl.deadline_timer) return;
+  ::epoll_ctl(impl.watch_set.get(), EPOLL_CTL_DEL, impl.deadline_timer.get(), nullptr);
+  impl.deadline_tag.watched = false;
+  impl.deadline_timer.reset();
 }
 
 void watch_fd(Invocation& inv, int fd, WatchTag& tag, const char* what) {

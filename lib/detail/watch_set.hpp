@@ -11,9 +11,10 @@ namespace payloadrun::detail {
 
 struct Invocation;
 
-enum class WatchKind : std::uint8_t { exit, out, err };
+enum class WatchKind : std::uint8_t { exit, out, err, deadline };
 
-/// What an event on a watched fd is about; lives in the Invocation.
+/// What an event on a watched fd is about; lives in the Invocation (the
+/// deadline timer's, with no invocation, in the supervisor).
 struct WatchTag {
   Invocation* inv = nullptr;
   WatchKind kind = WatchKind::exit;
