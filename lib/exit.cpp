@@ -115,9 +115,12 @@ void arm_deadline_timer(SupervisorImpl& impl, Clock::time_point at) noexcept {
     return;
   }
   const int e = errno;
-  logger()->warn("Supervisor: arming the deadline timer failed ({}); deadlines are enforced to "
-                 "the millisecond from now on",
-                 errno_text(e));
+  try {
+    logger()->warn("Supervisor: arming the deadline timer failed ({}); deadlines are enforced to "
+                   "the millisecond from now on",
+                   errno_text(e));
+  } catch (...) {
+  }
   // Every pending deadline moves to its invocation's own timer.
   close_deadline_timer(impl);
   impl.deadline_armed = Clock::time_point::max();
@@ -364,12 +367,27 @@ void forget_deadline(Invocation& inv) noexcept {
   inv.deadline_entry.reset();
 }
 
+// Whether the leader has already exited though its exit is not handled yet
+// (its pidfd is readable; uv_spawn backend: it is a zombie, looked at
+// without reaping it): then it ended on its own, before the deadline was
+// acted on, and is not timed out, whichever event is handled first.
+bool exit_pending(const Invocation& inv) noexcept {
+  if (inv.pidfd) {
+    pollfd p{inv.pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+  }
+  if (inv.pid <= 0) return false;
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(inv.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == inv.pid;
+}
+
 void enforce_overdue_deadlines(SupervisorImpl& impl) noexcept {
   const auto now = Clock::now();
   while (!impl.deadlines.empty() && impl.deadlines.begin()->first <= now) {
     Invocation& inv = *impl.deadlines.begin()->second;
-    if (!leader_alive(inv)) {
-      forget_deadline(inv);
+    if (!leader_alive(inv) || exit_pending(inv)) {
+      forget_deadline(inv);  // (its exit, handled next, completes it)
       continue;
     }
     deadline_passed(inv);  // forgets the deadline; its exit watch completes it as usual

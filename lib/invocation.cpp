@@ -22,7 +22,8 @@ void stop_now(Invocation& inv) noexcept {
 }
 
 // From running: SIGKILL at once, or the stop signal and its grace (the
-// timer ends it: stop_grace_over, or deadline_passed for a kill()'s grace).
+// invocation's timer ends it: stop_grace_over; or the supervisor's deadline
+// timer cuts a kill()'s grace: deadline_passed).
 void begin_stop(Invocation& inv) noexcept {
   if (inv.stop_signal == SIGKILL) {
     stop_now(inv);

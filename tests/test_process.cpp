@@ -323,6 +323,25 @@ TEST_P(ProcessMechanics, ASpawnActsOnDeadlinesThatPassedWhileTheLoopWasBusy) {
   EXPECT_EQ(next.wait().metrics.exit_code, 0);
 }
 
+TEST_P(ProcessMechanics, APayloadThatEndedBeforeItsDeadlineWasActedOnIsNotTimedOut) {
+  // It exits at once; its deadline passes while the loop does not run, and
+  // the next spawn acts on overdue deadlines before the loop sees the exit:
+  // it ended on its own, so it is not timed out (and nothing signals it).
+  Supervisor& s = sup(opts());
+  PayloadHandle quick = s.payload(child_payload("quick", {"exit", "3"})).timeout(100ms).spawn();
+  // It has exited; its deadline has passed; the loop has run neither (a
+  // signal, libuv's SIGCHLD, may cut one sleep short: sleep to a time).
+  for (const auto until = std::chrono::steady_clock::now() + 300ms; std::chrono::steady_clock::now() < until;) {
+    ::usleep(10000);
+  }
+  PayloadHandle next = s.payload(child_payload("next", {"exit", "0"})).spawn();
+  const Completion c = quick.wait();
+  EXPECT_FALSE(c.metrics.timed_out);
+  EXPECT_EQ(c.metrics.exit_code, 3);
+  EXPECT_FALSE(c.metrics.killed_by_signal.has_value());
+  EXPECT_EQ(next.wait().metrics.exit_code, 0);
+}
+
 TEST_P(ProcessMechanics, PayloadClosingItsOutputAndRunningOn) {
   auto c = sup(opts()).payload(child_payload("closer", {"close-stdout-sleep", "300"})).run();
   EXPECT_EQ(c.metrics.exit_code, 0);

@@ -108,7 +108,9 @@ class PAYLOADRUN_API RingConsumer {
   std::optional<RingMessage> next(std::chrono::milliseconds timeout);
   /// Read in place: call `fn` for each whole message available now (at
   /// most `max`), waiting at most `timeout` for the first, and return how
-  /// many. A message's checksum is verified before `fn` sees it; its body
+  /// many. It may return while a few more messages are already there (a
+  /// record still being written, or a handful of small records that came
+  /// in behind the ones read): call it again, or test empty(). A message's checksum is verified before `fn` sees it; its body
   /// is not copied (a body that wraps the ring's end is) and its ring space
   /// is given back (with auto_commit) only after `fn` returned, a batch at
   /// a time. Same order, origins, counts and holds as next(). Caveat: a
