@@ -448,60 +448,9 @@ struct __attribute__((visibility("hidden"))) RingConsumer::Impl {
     }
   }
 
+  // A fragment of a message: reassembled with its others (ring_consumer.cpp).
   Step fragment(const detail::RecordMeta& m, RecordType type, std::string body, std::string origin,
-                const RingHold& hold, bool atomic, std::optional<RingMessage>& out) {
-    const auto key = std::make_pair(m.pid, m.message_id);
-    // (A message is at most 4 GiB: total_length is a u32.)
-    if (m.frag_index >= m.frag_count) {
-      ++stats.corrupt;
-      report(fmt::format("ring '{}': fragment {}/{} of pid {} is inconsistent; skipped",
-                         map.name(), m.frag_index, m.frag_count, m.pid));
-      return Step::progressed;
-    }
-    auto it = partials.find(key);
-    if (m.frag_index == 0) {
-      counted.erase(key);
-      if (it != partials.end()) drop_partial(m.pid, m.message_id, "restarted");
-      Partial p{type, m.payload_index, m.frag_count, 0, m.total_length, {}, std::move(origin), {}, atomic};
-      // A message larger than the ring cannot hold its first fragments
-      // uncommitted until its last arrives (that could wait forever).
-      if (atomic) p.hold = hold;
-      // total_length is untrusted: reserve at most a ring's worth up front;
-      // the body grows as fragments really arrive.
-      p.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(m.total_length, map.capacity())));
-      it = partials.emplace(key, std::move(p)).first;
-    } else if (it == partials.end()) {
-      // Its first fragments were lost (abandoned, corrupt, or consumed by a
-      // consumer that stopped), or it was already counted incomplete.
-      const bool last = m.frag_index + 1 == m.frag_count;
-      if (counted.count(key) != 0) {
-        if (last) counted.erase(key);
-      } else if (last) {
-        drop_partial(m.pid, m.message_id, "its first fragments are missing");
-      }
-      return Step::progressed;
-    } else if (it->second.atomic) {
-      it->second.hold.add(hold);
-    }
-    Partial& p = it->second;
-    if (m.frag_index != p.next_frag || m.frag_count != p.frag_count ||
-        m.total_length != p.total_length || p.body.size() + body.size() > p.total_length) {
-      lose_message(m, "fragments out of sequence");
-      return Step::progressed;
-    }
-    p.body += body;
-    ++p.next_frag;
-    if (p.next_frag < p.frag_count) return Step::progressed;
-    if (p.body.size() != p.total_length) {
-      drop_partial(m.pid, m.message_id, "length mismatch");
-      return Step::progressed;
-    }
-    RingHold whole = p.hold;
-    whole.add(hold);
-    out = RingMessage{p.type, m.pid, p.payload_index, m.message_id, std::move(p.body), std::move(p.origin), whole};
-    partials.erase(it);
-    return Step::message;
-  }
+                const RingHold& hold, bool atomic, std::optional<RingMessage>& out);
 
   std::optional<RingMessage> take_spilled() {
     if (spilled.empty()) return std::nullopt;
