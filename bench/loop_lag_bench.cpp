@@ -12,9 +12,17 @@
 //       payload (so it is our child) and hands back its pidfd; the loop
 //       watches pidfds and reaps with waitid(P_PIDFD). No cgroup, no
 //       pdeathsig, no error path: the cheapest a helper design can be.
+//       --window W: at most W requests unanswered (0: as many as the
+//       socket takes, all sent from the spawning callback).
+//   --mode external   the floor of any off-thread design: a separate
+//       process (forked at the burst) posix_spawns the N payloads and reaps
+//       them; this process only runs the timer, so its lateness is what
+//       the machine's CPUs, saturated by N execs, leave a thread that
+//       spawns nothing.
 //   --n N (1000), --smoke (N = 40)
 // Prints one JSON object per run; a payload that does not exit 0 fails.
 #include <fcntl.h>
+#include <spawn.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -167,8 +175,10 @@ struct ForkServer {
 
   // Sends what the socket takes (libuv made it non-blocking); the rest
   // waits for it to be writable.
+  long window = 0;    // > 0: at most this many requests the helper has not answered
+  long received = 0;
   void pump() {
-    while (sent < wanted) {
+    while (sent < wanted && (window == 0 || sent - received < window)) {
       if (!send_one()) {
         watch(true);
         return;
@@ -208,6 +218,7 @@ struct ForkServer {
       ch->out_read = pending_reads[next_read].first;
       ch->err_read = pending_reads[next_read].second;
       ++next_read;
+      ++received;
       uv_poll_init(loop, &ch->poll, pidfd);
       ch->poll.data = ch.get();
       uv_poll_start(&ch->poll, UV_READABLE, [](uv_poll_t* p, int, int) {
@@ -225,6 +236,7 @@ struct ForkServer {
         if (++k->fs->done == k->fs->n) k->fs->finish();
       });
       children.push_back(std::move(ch));
+      if (window > 0) pump();
     }
   }
   std::function<void()> on_finish;
@@ -275,11 +287,14 @@ int main(int argc, char** argv) {
     fs.emplace();
     fs->loop = &loop;
     fs->n = n;
+    fs->window = args.integer("window", 0);
     fs->on_finish = end_burst;
     fs->start_helper();
-  } else {
+  } else if (mode != "external") {
     bench::fail("unknown --mode " + mode);
   }
+  uv_poll_t spawner_poll;  // --mode external: the spawning process's pidfd
+  int spawner_pidfd = -1;
 
   struct Burst {
     std::function<void()> fn;
@@ -288,6 +303,40 @@ int main(int argc, char** argv) {
     t_burst = clock_type::now();
     probe.last = t_burst;
     for (long i = 0; i < n; ++i) {
+      if (mode == "external") {
+        const pid_t spawner = ::fork();
+        if (spawner < 0) bench::fail("fork");
+        if (spawner == 0) {
+          char* const child_argv[] = {const_cast<char*>("/bin/true"), nullptr};
+          std::vector<pid_t> pids;
+          for (long k = 0; k < n; ++k) {
+            pid_t pid = 0;
+            if (::posix_spawn(&pid, "/bin/true", nullptr, nullptr, child_argv, environ) != 0) ::_exit(3);
+            pids.push_back(pid);
+          }
+          for (pid_t pid : pids) {
+            int st = 0;
+            if (::waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) ::_exit(4);
+          }
+          ::_exit(0);
+        }
+        spawner_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, spawner, 0));
+        if (spawner_pidfd < 0) bench::fail("pidfd_open");
+        uv_poll_init(&loop, &spawner_poll, spawner_pidfd);
+        spawner_poll.data = &end_burst;
+        uv_poll_start(&spawner_poll, UV_READABLE, [](uv_poll_t* p, int, int) {
+          siginfo_t si{};
+          if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(p->io_watcher.fd), &si, WEXITED) != 0 ||
+              si.si_code != CLD_EXITED || si.si_status != 0) {
+            bench::fail("the spawning process failed");
+          }
+          uv_poll_stop(p);
+          uv_close(reinterpret_cast<uv_handle_t*>(p), nullptr);
+          (*static_cast<decltype(end_burst)*>(p->data))();
+        });
+        done = n;
+        break;
+      }
       if (sup) {
         sup->payload(payload).spawn([&](payloadrun::Completion c) {
           if (c.error || c.metrics.exit_code != 0) bench::fail("a payload did not exit 0");
@@ -309,7 +358,8 @@ int main(int argc, char** argv) {
   }, 50, 0);
   uv_timer_start(&tick, [](uv_timer_t* t) { static_cast<LagProbe*>(t->data)->tick(); }, 1, 1);
   uv_run(&loop, UV_RUN_DEFAULT);
-  const long completed = sup ? done : fs->done;
+  const long completed = fs ? fs->done : done;
+  if (spawner_pidfd >= 0) ::close(spawner_pidfd);
   if (completed != n) bench::fail("only " + std::to_string(completed) + " of " + std::to_string(n) + " reaped");
   sup.reset();
   fs.reset();

@@ -456,7 +456,7 @@ std::shared_ptr<Invocation> new_invocation(SupervisorImpl& impl, const PayloadRu
     throw Error(Errc::shut_down,
                 fmt::format("spawn payload '{}': the supervisor has been shut down", p.name));
   }
-  auto inv = std::make_shared<Invocation>();
+  auto inv = std::allocate_shared<Invocation>(PoolAllocator<Invocation>(impl.invocation_pool));
   inv->impl = &impl;
   inv->payload = run.payload_ptr();
   inv->checks = run.effective_checks();

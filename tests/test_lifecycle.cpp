@@ -11,7 +11,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "cgroup_util.hpp"
+#include "detail/block_pool.hpp"
 #include "fixture.hpp"
 
 using namespace payloadrun;
@@ -27,6 +31,38 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 namespace {
+
+// Invocation memory (lib/detail/block_pool.hpp): blocks of the first size
+// asked for come from prefaulted chunks and are reused once freed; other
+// sizes come from the heap; every block is whole, aligned and distinct.
+TEST(BlockPool, ServesOneSizeFromChunksReusesFreedBlocksAndLeavesOtherSizesToTheHeap) {
+  detail::BlockPool pool;
+  constexpr std::size_t size = 1000;
+  constexpr std::size_t align = 16;
+  void* first = pool.allocate(size, align);
+  EXPECT_EQ(pool.chunks(), 1u);
+  pool.deallocate(first, size, align);
+  EXPECT_EQ(pool.allocate(size, align), first) << "a freed block was not reused";
+  void* other = pool.allocate(24, 8);
+  EXPECT_EQ(pool.chunks(), 1u) << "a block of another size came from a chunk";
+  pool.deallocate(other, 24, 8);
+  std::vector<void*> blocks{first};
+  for (int i = 0; i < 150; ++i) blocks.push_back(pool.allocate(size, align));
+  EXPECT_GE(pool.chunks(), 2u);  // 64 KiB chunks: ~64 blocks of 1000 bytes each
+  std::vector<std::uintptr_t> at;
+  for (void* b : blocks) {
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b) % align, 0u);
+    std::memset(b, 0xab, size);  // whole (ASan: not poisoned)
+    at.push_back(reinterpret_cast<std::uintptr_t>(b));
+  }
+  std::sort(at.begin(), at.end());
+  for (std::size_t i = 1; i < at.size(); ++i) EXPECT_GE(at[i] - at[i - 1], size) << "blocks overlap";
+  const std::size_t chunks = pool.chunks();
+  for (void* b : blocks) pool.deallocate(b, size, align);
+  for (int i = 0; i < 151; ++i) blocks[static_cast<std::size_t>(i)] = pool.allocate(size, align);
+  EXPECT_EQ(pool.chunks(), chunks) << "freed blocks were not reused";
+  for (void* b : blocks) pool.deallocate(b, size, align);
+}
 
 // How the invocation whose callback acts reaches completion: through which
 // libuv entry the callback runs.

@@ -155,6 +155,44 @@ TEST_F(SpawnQueueTest, ASpawningTimerThatOverrunsItsPeriodLeavesRoomForExits) {
       << "exits waited until the spawning timer stopped";
 }
 
+// A loop turn's work shares one spawn_slice: spawn() calls that took it
+// leave nothing for the idle handle in the same turn (it used to get a
+// slice of its own, so a turn could hold the loop for two), and every later
+// turn starts exactly one (its first start always runs, whatever the
+// turn's exits took).
+TEST_F(SpawnQueueTest, ATurnsSpawnCallsStartsAndExitsShareOneSlice) {
+  Supervisor& s = sup(tiny_slice());
+  constexpr std::size_t n = 8;
+  std::vector<PayloadHandle> hs;
+  for (std::size_t i = 0; i < n; ++i) hs.push_back(s.payload(child_payload("quick", {"exit", "0"})).spawn());
+  ASSERT_EQ(queued(hs), n - 1);
+  struct Turns {
+    std::vector<PayloadHandle>* hs;
+    std::vector<std::size_t> started;  // after each turn
+  } tr{&hs, {}};
+  uv_check_t check;  // once a turn, after its poll phase
+  uv_check_init(&loop_, &check);
+  check.data = &tr;
+  uv_check_start(&check, [](uv_check_t* h) {
+    auto* t = static_cast<Turns*>(h->data);
+    t->started.push_back(t->hs->size() - queued(*t->hs));
+  });
+  for (int i = 0; i < 2000 && queued(hs) > 0; ++i) uv_run(&loop_, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check), nullptr);
+  uv_run(&loop_, UV_RUN_NOWAIT);  // its close callback, before `check` goes
+  ASSERT_EQ(queued(hs), 0u);
+  ASSERT_FALSE(tr.started.empty());
+  EXPECT_EQ(tr.started.front(), 1u) << "the turn whose spawn() calls took the slice started more";
+  std::vector<std::size_t> steps;
+  for (std::size_t i = 1; i < tr.started.size(); ++i) steps.push_back(tr.started[i] - tr.started[i - 1]);
+  EXPECT_THAT(steps, ::testing::Each(1u)) << "a turn started none (the queue stalled) or more than one";
+  for (auto& h : hs) {
+    Completion c = h.wait();
+    EXPECT_EQ(c.metrics.exit_code, 0);
+    EXPECT_FALSE(c.error.has_value());
+  }
+}
+
 TEST_F(SpawnQueueTest, ByDefaultEveryProcessStartsBeforeSpawnReturns) {
   Supervisor& s = sup();
   ASSERT_EQ(s.options().spawn_slice.count(), 0);

@@ -72,12 +72,17 @@ struct SupervisorOptions {
   /// loop turn. Starting a process suspends the calling thread until the
   /// child has exec'd (0.1-0.5 ms on a small VM), so a burst of a thousand
   /// spawn() calls would stall timers, signals and exits for that long.
-  /// Once the spawns of the current loop turn have taken spawn_slice,
+  /// A loop turn (one iteration of the loop, from one poll to the next) has
+  /// one spawn_slice for the Supervisor's work in it: handling output and
+  /// exits, and starting processes. Once the turn's work has taken it,
   /// further spawn() calls queue their invocation and return at once; the
   /// Supervisor starts queued invocations in call order on the following
-  /// loop turns, at most about spawn_slice per turn (another start is not
-  /// begun when what starts cost lately would overrun the slice).
-  /// The first spawn of a turn is never queued. A queued invocation:
+  /// loop turns, in what is left of each turn's slice (another start is not
+  /// begun when what starts cost lately would overrun it) and at least one
+  /// a turn, so the queue always moves. The first start of a turn is never
+  /// queued, so a turn holds the loop for about spawn_slice plus one start
+  /// (one start: 0.1-0.5 ms on a small VM, longer while the CPUs are busy
+  /// with the payloads just started). A queued invocation:
   /// - counts in live() and is driven by run(), wait() and friends;
   /// - has no pid yet (PayloadHandle::pid() is nullopt);
   /// - has its timeout counted from its start, not from spawn();
@@ -91,9 +96,9 @@ struct SupervisorOptions {
   /// starts its process before it returns, so pid() is always known and
   /// every start failure is thrown. Programs that start hundreds of
   /// payloads from one callback set it (500-1000 us are good values).
-  /// With pacing on, exits and output are also handled for about
-  /// spawn_slice per loop turn, the rest on the next turns, so thousands
-  /// of payloads ending at once do not stall timers either.
+  /// Output and exits beyond the turn's slice are handled on the next
+  /// turns (at least one event a turn), so thousands of payloads ending at
+  /// once do not stall timers either.
   std::chrono::microseconds spawn_slice{0};
   /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
   /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.

@@ -213,8 +213,13 @@ void slot_opened(Invocation& inv, HandleSlot<Handle>& slot) noexcept {
 // spawn_queue.cpp: spawn() now, or queued when this loop turn's spawns
 // already took SupervisorOptions::spawn_slice; the queue drains on later turns.
 std::shared_ptr<Invocation> spawn_invocation(SupervisorImpl& impl, const PayloadRun& run);
-/// Closes the queue's idle handle (teardown); queued invocations are gone by then.
+/// Closes the queue's idle and prepare handles (teardown); queued
+/// invocations are gone by then.
 void close_spawn_queue(SupervisorImpl& impl) noexcept;
+/// Adds `d` to this loop turn's share of SupervisorOptions::spawn_slice
+/// (reset before the loop polls again); false when turns are not tracked
+/// (torn down, or no prepare handle).
+bool charge_turn(SupervisorImpl& impl, Clock::duration d) noexcept;
 /// exit.cpp: the handle that refreshes the loop's time before it polls.
 void close_clock_refresh(SupervisorImpl& impl) noexcept;
 

@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "detail/block_pool.hpp"
 #include "detail/fd.hpp"
 #include "detail/watch_set.hpp"
 #include "payloadrun/extract.hpp"
@@ -90,12 +91,14 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   // Invocations whose last watched fd went, freed at the next safe point.
   std::vector<std::shared_ptr<Invocation>> released_pins;
 
-  // Spawn pacing (spawn_queue.cpp): time spent starting processes in the
-  // loop turn stamped `spawn_turn` (uv_now), what one start costs lately
-  // (a moving average), the invocations waiting for a later turn, and the
-  // idle handle that starts them.
-  std::uint64_t spawn_turn = ~std::uint64_t{0};
-  Clock::duration spawn_spent{};
+  // Spawn pacing (spawn_queue.cpp): the time this loop turn's work took
+  // (starts, and output and exit handling) and whether it started a
+  // process, both reset by `turn_end` before the loop polls; what one start
+  // costs lately (a moving average); the invocations waiting for a later
+  // turn, and the idle handle that starts them.
+  Clock::duration turn_spent{};
+  bool turn_started = false;
+  std::unique_ptr<uv_prepare_t> turn_end;
   Clock::duration spawn_cost{};
   // The binary a queued spawn last found present, and in which loop turn
   // (uv_now): a burst of queued spawns of one binary looks once a turn.
@@ -103,6 +106,8 @@ struct SupervisorImpl : std::enable_shared_from_this<SupervisorImpl> {
   std::uint64_t present_turn = ~std::uint64_t{0};
   std::deque<std::shared_ptr<Invocation>> spawn_queue;
   std::unique_ptr<uv_idle_t> spawn_idle;
+  // Where Invocations live (detail/block_pool.hpp): prefaulted chunks.
+  std::shared_ptr<BlockPool> invocation_pool = std::make_shared<BlockPool>();
   // Refreshes the loop's time before it polls, in a turn that armed a
   // timer (exit.cpp): created on first use, unreferenced.
   std::unique_ptr<uv_prepare_t> clock_refresh;

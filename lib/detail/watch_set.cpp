@@ -45,17 +45,21 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
   auto* impl = static_cast<SupervisorImpl*>(p->data);
   dispatch(impl, "watch set", [&] {  // pins *impl: a callback may destroy the Supervisor
     if (status < 0) logger()->warn("polling the watch set failed: {}", uv_strerror(status));
-    // At most four batches a turn and, with spawn pacing on, about one
-    // spawn_slice of time: the set is level-triggered, so what is left,
-    // even of a batch already fetched, comes back next turn, after the loop
-    // has run its timers and signals. (Unpaced, no time bound: a loop
-    // saturated with spawns and kills falls behind on completions when
-    // they get a slice per turn, measured: deadline lateness p99 0.1 s ->
-    // 0.3-0.6 s at 2,000 spawns/s.)
+    // At most four batches a turn and, with spawn pacing on, what is left
+    // of this turn's spawn_slice (spawn_queue.cpp; the first event always
+    // goes): the set is level-triggered, so what is left, even of a batch
+    // already fetched, comes back next turn, after the loop has run its
+    // timers and signals. (Unpaced, no time bound: a loop saturated with
+    // spawns and kills falls behind on completions when they get a slice
+    // per turn, measured: deadline lateness p99 0.1 s -> 0.3-0.6 s at 2,000
+    // spawns/s.)
     constexpr int batch = 64;
     const bool timed = impl->options.spawn_slice.count() > 0;
-    const auto budget_ns = static_cast<std::uint64_t>(impl->options.spawn_slice.count()) * 1000;
-    const std::uint64_t t0 = timed ? uv_hrtime() : 0;
+    const Clock::time_point t0 = timed ? Clock::now() : Clock::time_point{};
+    const Clock::duration spent_before = impl->turn_spent;
+    const Clock::duration budget =
+        timed ? std::max(Clock::duration::zero(), Clock::duration(impl->options.spawn_slice) - spent_before)
+              : Clock::duration::zero();
     bool out_of_time = false;
     epoll_event evs[batch];
     int n = 0;
@@ -77,13 +81,18 @@ void on_set_readable(uv_poll_t* p, int status, int /*events*/) {
           case WatchKind::err: dispatch(impl, "stderr", [&] { on_stream_ready(*inv, inv->err); }); break;
           case WatchKind::deadline: dispatch(impl, "deadline timer", [&] { on_deadline_timer(*impl); }); break;
         }
-        if (impl->destroyed || (timed && uv_hrtime() - t0 >= budget_ns)) {
+        if (impl->destroyed || (timed && Clock::now() - t0 >= budget)) {
           out_of_time = true;
           break;
         }
       }
       release_pins(*impl);  // nothing of this batch refers to them any more
     } while (n == batch && !out_of_time && ++turns < 4 && !impl->destroyed);
+    // Our own time: starts made by callbacks in here charged theirs.
+    if (timed && !impl->destroyed) {
+      const Clock::duration own = (Clock::now() - t0) - (impl->turn_spent - spent_before);
+      if (own > Clock::duration::zero()) charge_turn(*impl, own);
+    }
   });
 }
 
