@@ -113,6 +113,7 @@ void unstarted_ended(Invocation& inv, std::string why) {
 void request_kill(Invocation& inv) noexcept {
   if (inv.phase == Phase::queued) {
     inv.kill_before_start = true;  // the queue completes it on its next turn, never starts it
+    inv.outcome.killed = true;
     return;
   }
   if (!leader_alive(inv)) return;  // nothing left to kill: the result is on its way

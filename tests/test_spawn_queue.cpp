@@ -217,6 +217,8 @@ TEST_F(SpawnQueueTest, AQueuedInvocationKilledBeforeItStartsNeverRuns) {
   EXPECT_EQ(c.pid, 0);
   ASSERT_TRUE(c.error.has_value());
   EXPECT_THAT(*c.error, HasSubstr("killed before its process started"));
+  EXPECT_TRUE(c.metrics.killed) << "kill() stopped it, if before it ever ran";
+  EXPECT_FALSE(c.metrics.timed_out);
   EXPECT_FALSE(c.result.passed);
   EXPECT_EQ(first.wait().metrics.exit_code, 0);
   struct stat st {};

@@ -59,7 +59,8 @@ class PAYLOADRUN_API PayloadMetrics {
   bool timed_out = false;
   /// kill(), kill_async() or Supervisor::shutdown() stopped the payload
   /// while its leader lived (whatever the exit code: after a graceful stop,
-  /// PayloadRun::stop_signal(), it may have exited by itself).
+  /// PayloadRun::stop_signal(), it may have exited by itself), or before
+  /// its process started (a spawn queued by SupervisorOptions::spawn_slice).
   bool killed = false;
   /// Signal that ended the payload, if a signal did.
   std::optional<int> killed_by_signal;

@@ -87,7 +87,8 @@ struct SupervisorOptions {
   /// - has no pid yet (PayloadHandle::pid() is nullopt);
   /// - has its timeout counted from its start, not from spawn();
   /// - if killed (kill(), kill_async(), shutdown()) before it started,
-  ///   never starts and completes with exit_code -1 and Completion::error;
+  ///   never starts and completes with exit_code -1, metrics.killed and
+  ///   Completion::error;
   /// - if its start fails (cgroup, pipes, clone, exec: what spawn() would
   ///   have thrown), completes with that sentence as Completion::error
   ///   (exit_code -1, a failed result) instead of spawn() throwing.
