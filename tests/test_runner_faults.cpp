@@ -1,15 +1,14 @@
-// The `payloadrun` program under real faults (issue 14, items 5-8): closed
+// The `payloadrun` program under real faults (issue 14, items 5 and 6): closed
 // stdio, a vanished pipe reader, SIGKILL mid-run, aliased outputs, a full
-// file system, bad inputs, an interrupt racing the last reap, RLIMIT_NOFILE.
-// This process is a child subreaper, so payloads a dead payloadrun left are
-// re-parented here, seen, and reaped; every test ends with no child left.
+// file system, an interrupt racing the last reap, results that reach neither
+// the ring nor a spill (items 7 and 8, bad inputs and RLIMIT_NOFILE:
+// test_runner_faults_limits.cpp). This process is a child subreaper, so
+// payloads a dead payloadrun left are re-parented here, seen, and reaped;
+// every test ends with no child left.
 #include <fcntl.h>
 #include <signal.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,171 +17,27 @@
 #include <simdjson.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <random>
+#include <sstream>
 #include <thread>
 
-#include "child_modes.hpp"
 #include "payloadrun/ring_producer.hpp"
-#include "test_runner_util.hpp"
+#include "runner_faults_util.hpp"
 
-using namespace runner_test;
+using namespace runner_faults_test;  // and runner_test
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
 
 namespace {
 
-// Pids whose parent is this process (alive or zombie), from /proc.
-std::vector<pid_t> own_children() {
-  std::vector<pid_t> kids;
-  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string stat = read_file(e.path().string() + "/stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == ::getpid()) kids.push_back(std::stoi(name));
-  }
-  return kids;
-}
-
-// Reap every child that has exited; true when none is left.
-bool reap_all() {
-  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-  }
-  return payloadrun_test::no_children();
-}
-
-// Wait up to `bound` for every child to exit; then SIGKILL what is left
-// (and fail). Returns how many had to be killed.
-std::size_t settle_children(std::chrono::milliseconds bound) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  while (!reap_all()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      const auto left = own_children();
-      for (pid_t p : left) ::kill(p, SIGKILL);
-      while (::waitpid(-1, nullptr, 0) > 0) {
-      }
-      return left.size();
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  return 0;
-}
-
-class RunnerFaults : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
-  void TearDown() override {
-    EXPECT_EQ(settle_children(10s), 0u) << "children were left running at the end of the test";
-  }
-  TempDir dir_;
-};
-
-struct Launch {
-  std::vector<std::string> args;
-  bool close_stdout = false;
-  bool close_stderr = false;
-  int stdio_fd = -1;       ///< onto fds 1 and 2 (a pipe's write end)
-  rlim_t nofile = 0;       ///< RLIMIT_NOFILE soft and hard, if non-zero
-  rlim_t nofile_soft = 0;  ///< soft only (hard kept), if non-zero
-  bool own_group = false;
-};
-
-struct Launched {
-  pid_t pid = -1;
-  std::string out_path, err_path;
-};
-
-// fork + exec `payloadrun`, with the fault set up in the child before exec.
-Launched launch(const Launch& l, const TempDir& dir, const std::string& tag = "p") {
-  Launched r{-1, dir.file(tag + ".out"), dir.file(tag + ".err")};
-  std::vector<std::string> argv_s = {runner_exe()};
-  argv_s.insert(argv_s.end(), l.args.begin(), l.args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const int out = ::open(r.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  const int err = ::open(r.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  r.pid = ::fork();
-  if (r.pid == 0) {
-    if (l.own_group) ::setpgid(0, 0);
-    const int null = ::open("/dev/null", O_RDONLY);
-    ::dup2(null, 0);
-    ::dup2(l.stdio_fd >= 0 ? l.stdio_fd : out, 1);
-    ::dup2(l.stdio_fd >= 0 ? l.stdio_fd : err, 2);
-    if (l.close_stdout) ::close(1);
-    if (l.close_stderr) ::close(2);
-    if (l.nofile != 0) {
-      const rlimit lim{l.nofile, l.nofile};
-      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(126);
-    }
-    if (l.nofile_soft != 0) {
-      rlimit lim{};
-      ::getrlimit(RLIMIT_NOFILE, &lim);
-      lim.rlim_cur = l.nofile_soft;
-      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(126);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(out);
-  ::close(err);
-  EXPECT_GT(r.pid, 0);
-  return r;
-}
-
-// Exit status, 128 + signal when killed by one; kills it past `bound`.
-int wait_for(pid_t pid, std::chrono::milliseconds bound = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ADD_FAILURE() << "payloadrun ran longer than " << bound.count() << " ms; killing it";
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 int run_launch(const Launch& l, const TempDir& dir) { return wait_for(launch(l, dir).pid); }
-
-// A report file: parsed, or the parse error.
-struct Json {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  std::string error;
-  explicit Json(const std::string& path) {
-    if (auto e = parser.load(path).get(root)) error = simdjson::error_message(e);
-  }
-  bool ok() const { return error.empty(); }
-  bool flag(const char* key) { return root[key].get_bool().value(); }
-  simdjson::dom::array invocations() { return array(root, "invocations"); }
-  // By value: range-for over a temporary simdjson_result's value() dangles.
-  static simdjson::dom::array array(simdjson::dom::element e, const char* key) {
-    simdjson::dom::array a;
-    if (e[key].get(a) != simdjson::SUCCESS) ADD_FAILURE() << "no array " << key;
-    return a;
-  }
-};
-
-std::string quick_scenario(const TempDir& dir, int count = 4, const char* extra = "") {
-  const std::string path = dir.file("s.json");
-  write_file(path, std::string(R"({"concurrency": 4, "payloads": [{"name": "s", "binary": "sleep", "args": ["0.05"], "count": )") +
-                       std::to_string(count) + "}" + extra + "]}");
-  return path;
-}
 
 // ---- item 5: the runner survives its own terminal --------------------------
 
@@ -561,132 +416,6 @@ TEST_F(RunnerFaults, ResultsThatReachNeitherTheRingNorASpillExitFour) {
   ASSERT_NE(WEXITSTATUS(status), 100) << "as root a private mount namespace must be available";
   EXPECT_EQ(WEXITSTATUS(status), 4) << read_file(err);
   EXPECT_THAT(read_file(err), HasSubstr("of 40 results did not reach the ring 'pr-exit4'"));
-}
-
-// ---- item 7: bounded input, never an abort ---------------------------------
-
-TEST_F(RunnerFaults, InputsThatAreNotSmallRegularFilesAreNamed) {
-  const std::string fifo = dir_.file("fifo");
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const std::string big = dir_.file("big.json");
-  write_file(big, "{}");
-  ASSERT_EQ(::truncate(big.c_str(), (64 << 20) + 1), 0);  // sparse: 64 MiB + 1
-  const std::string s = quick_scenario(dir_, 2);
-  ASSERT_EQ(run_program({"run", s, "--json", dir_.file("a.json"), "--quiet"}, 20s).status, 0);
-  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"run", "/dev/zero"}, "/dev/zero: the scenario file is a character device, not a regular file"},
-      {{"run", fifo}, fifo + ": the scenario file is a FIFO (named pipe), not a regular file"},
-      {{"run", dir_.path()}, dir_.path() + ": the scenario file is a directory"},
-      {{"run", big}, big + ": the scenario file is 67108865 bytes, more than the limit of 64 MiB"},
-      {{"merge", dir_.file("o.json"), fifo}, fifo + ": the report is a FIFO"},
-      {{"merge", dir_.file("o.json"), dir_.path()}, ": the report is a directory"},
-      {{"merge", dir_.file("o.json"), big}, "more than the limit of 64 MiB"},
-      {{"merge", dir_.file("o.json"), dir_.file("a.json"), "--sidecar", dir_.file("o.jsonl"), fifo},
-       fifo + ": the sidecar is a FIFO"},
-  };
-  for (const auto& [args, message] : cases) {
-    const ProgramResult r = run_program(args, 10s);
-    EXPECT_EQ(r.status, 2) << ::testing::PrintToString(args) << r.err;
-    EXPECT_THAT(r.err, HasSubstr(message));
-    EXPECT_LT(r.elapsed, 5000ms) << "blocked on " << ::testing::PrintToString(args);
-  }
-  EXPECT_FALSE(std::filesystem::exists(dir_.file("o.json")));
-}
-
-TEST_F(RunnerFaults, BadScenarioContentsAreErrorsNamingTheJsonPath) {
-  const std::string s = dir_.file("s.json");
-  const std::string marker = dir_.file("ran");
-  const std::string touch = R"({"name": "touch", "binary": "touch", "args": [")" + marker + R"("]})";
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {R"({"payloads": [)" + touch + R"(, {"name": "x", "binary": "true", "checks": [{"min": {"metric": "a", "value": 1, "value": 2}}]}]})",
-       "payloads[1].checks[0].min: duplicate key \"value\""},
-      {R"({"payloads": [)" + touch + R"(], "payloads": []})", "(top level): duplicate key \"payloads\""},
-      {R"({"payloads": [)" + touch + R"(, {"name": "t", "binary": "true"}, {"name": "touch", "binary": "true"}]})",
-       "payloads[2].name: \"touch\" is already the name of payloads[0]"},
-      {R"({"payloads": [{"name": "a", "binary": "true", "count": 0}, {"name": "b", "binary": "true", "count": 0}]})",
-       "payloads: every payload's count is 0: nothing to run"},
-      {R"({"payloads": []})", "payloads: expected at least one payload"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "n", "binary": "echo", "args": ["ok", "abc\u0000def"]}]})",
-       "payloads[1].args[1]: contains a NUL byte at offset 3"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "n", "binary": "true", "env": {"K": "v\u0000"}}]})",
-       "payloads[1].env.K: contains a NUL byte at offset 1"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "n", "binary": "true", "env": {"K\u0000X": "v"}}]})",
-       "payloads[1].env: a key contains a NUL byte at offset 1"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "d", "binary": "/tmp"}]})",
-       "payloads[1].binary: '/tmp' is a directory"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "d", "binary": "true", "count": 1000000000000}]})",
-       "payloads[1].count: expected an invocation count of at most 10000000"},
-      {R"({"payloads": [)" + touch + R"(, {"name": "a", "binary": "true", "count": 6000000},
-         {"name": "b", "binary": "true", "count": 6000000}]})",
-       "payloads: the counts add up to 12000001 invocations, more than the limit of 10000000"},
-  };
-  for (const auto& [text, message] : cases) {
-    write_file(s, text);
-    const ProgramResult r = run_program({"run", s, "--json", dir_.file("r.json")}, 20s);
-    EXPECT_EQ(r.status, 2) << text << "\n" << r.err;
-    EXPECT_THAT(r.err, HasSubstr(s + ": " + message)) << text;
-    EXPECT_EQ(r.err.find('\0'), std::string::npos) << "a NUL byte reached the message";
-  }
-  EXPECT_FALSE(std::filesystem::exists(marker)) << "a bad scenario ran a payload";
-  EXPECT_FALSE(std::filesystem::exists(dir_.file("r.json")));
-}
-
-TEST_F(RunnerFaults, OutOfMemoryIsAMessageAndExit2NotAnAbort) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer's shadow memory cannot live under RLIMIT_AS";
-#endif
-  // A valid 40 MiB scenario of 4,000,000 arguments under a 750 MiB
-  // address-space limit: simdjson parses it, building the argument vector
-  // throws std::bad_alloc (or, on a leaner libc, simdjson itself reports
-  // MEMALLOC). Either way: a message and exit 2, never an abort.
-  const std::string s = dir_.file("s.json");
-  std::string text = R"({"payloads": [{"name": "a", "binary": "true", "args": [)";
-  for (int i = 0; i < 4'000'000; ++i) text += "\"123456\",";
-  text += "\"x\"]}]}";
-  write_file(s, text);
-  const std::string exe = runner_exe(), err = dir_.file("err");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 2);
-    const rlimit as{750u << 20, 750u << 20};
-    ::setrlimit(RLIMIT_AS, &as);
-    ::execl(exe.c_str(), exe.c_str(), "run", s.c_str(), "--quiet", nullptr);
-    ::_exit(127);
-  }
-  EXPECT_EQ(wait_for(pid), 2) << read_file(err);
-  EXPECT_THAT(read_file(err), ::testing::AnyOf(HasSubstr("payloadrun: out of memory (std::bad_alloc)"),
-                                               HasSubstr("Error allocating memory")));
-}
-
-// ---- item 8: RLIMIT_NOFILE -------------------------------------------------
-
-TEST_F(RunnerFaults, LowFdLimitLowersTheConcurrencyWithOneWarning) {
-  const std::string s = dir_.file("s.json");
-  write_file(s, R"({"payloads": [{"name": "p", "binary": "sleep", "args": ["0.02"], "count": 60}]})");
-  Launch l{{"run", s, "--concurrency", "200", "--json", dir_.file("r.json")}};
-  l.nofile = 64;
-  const Launched run = launch(l, dir_);
-  EXPECT_EQ(wait_for(run.pid), 0) << read_file(run.err_path);
-  const std::string err = read_file(run.err_path);
-  EXPECT_THAT(err, HasSubstr("warning: concurrency lowered from 200 to "));
-  EXPECT_THAT(err, HasSubstr("RLIMIT_NOFILE is 64 (hard limit 64)"));
-  std::size_t warnings = 0;
-  for (std::size_t at = 0; (at = err.find("warning", at)) != std::string::npos; ++at) ++warnings;
-  EXPECT_EQ(warnings, 1u) << err;
-  EXPECT_THAT(err, Not(HasSubstr("EMFILE")));
-  EXPECT_THAT(err, HasSubstr("60 of 60 invocations passed"));
-  Json j(dir_.file("r.json"));
-  ASSERT_TRUE(j.ok());
-  EXPECT_TRUE(j.flag("passed"));
-
-  // A low soft limit under a high hard one is raised: no warning.
-  Launch raised{{"run", s, "--concurrency", "200"}};
-  raised.nofile_soft = 64;
-  const Launched r2 = launch(raised, dir_, "raised");
-  EXPECT_EQ(wait_for(r2.pid), 0);
-  EXPECT_THAT(read_file(r2.err_path), Not(HasSubstr("warning")));
-  EXPECT_THAT(read_file(r2.err_path), HasSubstr("concurrency 200"));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "digest.hpp"
 #include "run.hpp"
 #include "scenario.hpp"
+#include "runner_report_util.hpp"
 #include "shard.hpp"
 #include "test_runner_util.hpp"
 
@@ -24,13 +25,6 @@ using namespace runner_test;
 using ::testing::HasSubstr;
 
 namespace {
-
-// By value: range-for over a temporary simdjson_result's value() dangles.
-simdjson::dom::array array_of(simdjson::simdjson_result<simdjson::dom::element> e) {
-  simdjson::dom::array a;
-  if (e.get(a) != simdjson::SUCCESS) throw std::runtime_error("not an array");
-  return a;
-}
 
 using Slot = std::pair<std::size_t, std::size_t>;  // (scenario_index, invocation)
 using Env = std::map<std::string, std::string>;
