@@ -9,7 +9,8 @@
 //       last completion minus (last spawn + S). Every payload must exit 0,
 //       untimed-out.
 //   --mode deadline --n N --cmd ignore_term [--deadline-ms D] [--per-tick P]
-//       [--tick-ms T]: payloads that ignore SIGTERM, spawned P every T ms,
+//       [--tick-ms T] [--reserve-fds F]: payloads that ignore SIGTERM,
+//       spawned P every T ms (SupervisorOptions::reserve_fds F if given),
 //       each with a D ms deadline; lateness after the deadline of each
 //       completion (p50/p99/max ms) and of each kill (kill_p50/p99/max_ms:
 //       the process's death, stamped by a thread of this benchmark that
@@ -156,7 +157,9 @@ int run_sleep(const bench::Args& args, uv_loop_t* loop) {
 // (epoll on pidfds), independent of the supervisor's loop.
 class DeathWatch {
  public:
-  explicit DeathWatch(long n) : died_(static_cast<std::size_t>(n)), epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
+  explicit DeathWatch(long n)
+      : died_(static_cast<std::size_t>(n)), open_(static_cast<std::size_t>(n)), epfd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    for (auto& fd : open_) fd = -1;
     if (epfd_ < 0) bench::fail("epoll_create1 failed");
     thread_ = std::thread([this] { run(); });
   }
@@ -165,15 +168,17 @@ class DeathWatch {
   ~DeathWatch() {
     stop_ = true;
     thread_.join();
-    for (int fd : fds_) ::close(fd);
+    for (std::size_t i = 0; i < open_.size(); ++i) {
+      if (open_[i] >= 0) ::close(open_[i]);
+    }
     ::close(epfd_);
   }
   void watch(std::size_t i, int pid) {
     const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (fd < 0) bench::fail("pidfd_open failed for a payload that should be alive");
-    fds_.push_back(fd);
+    open_[i] = fd;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLONESHOT;  // fires once per death; no removal needed
+    ev.events = EPOLLIN | EPOLLONESHOT;  // fires once per death
     ev.data.u64 = i;
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) bench::fail("epoll_ctl failed");
   }
@@ -191,13 +196,19 @@ class DeathWatch {
       const int k = ::epoll_wait(epfd_, evs, 64, 50);
       const auto now = bench::clock::now();
       for (int j = 0; j < k; ++j) {
-        died_[evs[j].data.u64] = now;
+        const auto i = evs[j].data.u64;
+        died_[i] = now;
+        // Closed once stamped, so this process holds no more fds than the
+        // supervisor's own: with a second thread, every doubling of the fd
+        // table waits for an RCU grace period (5-30 ms here), and leaked
+        // pidfds would make spawn() cross 256, 512 and 1,024 mid-run.
+        ::close(open_[i].exchange(-1));
         seen_.fetch_add(1);  // publishes the stamp (seq_cst) to deaths()
       }
     }
   }
   std::vector<bench::clock::time_point> died_;
-  std::vector<int> fds_;  // the loop thread's only
+  std::vector<std::atomic<int>> open_;  // each pidfd until its death is stamped
   int epfd_;
   std::atomic<bool> stop_{false};
   std::atomic<long> seen_{0};
@@ -222,7 +233,9 @@ int run_deadline(const bench::Args& args, uv_loop_t* loop) {
   spawn_call_ms.reserve(count);
   DeathWatch watch(n);
   {
-    payloadrun::Supervisor sup(loop);
+    payloadrun::SupervisorOptions options;  // reserve_fds: the library's default unless given
+    if (args.has("reserve-fds")) options.reserve_fds = static_cast<std::size_t>(args.integer("reserve-fds", 0));
+    payloadrun::Supervisor sup(loop, std::move(options));
     auto payload = std::make_shared<const payloadrun::Payload>(payloadrun::Payload::binary_payload("ignore_term", cmd));
     long launched = 0;
     Timer tick(loop);

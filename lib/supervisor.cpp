@@ -182,6 +182,7 @@ void init_impl(SupervisorImpl& impl) {
     const int e = errno;
     throw Error(Errc::io, fmt::format("Supervisor: cannot open /dev/null: {}", detail::errno_text(e)), e);
   }
+  detail::reserve_fd_table(impl.dev_null.get(), impl.options.reserve_fds);
   impl.read_buffer = std::make_unique<char[]>(SupervisorImpl::read_buffer_size);
   impl.child_stack = std::make_unique<char[]>(SupervisorImpl::child_stack_size);
   detail::init_spawn_slots(impl);

@@ -5,8 +5,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -318,6 +320,65 @@ int run_child_mode(int argc, char** argv) {
     ::close(1);
     ::close(2);
     sleep_ms(std::atol(arg(1, "60000").c_str()));
+    return 0;
+  }
+  if (mode == "fd-table") {
+    // fd-table RESERVE|default [NOFILE]: with RLIMIT_NOFILE's soft limit set to
+    // NOFILE (if given) and a second thread running (the case the
+    // reservation is for), prints "FDSIZE_BEFORE FDSIZE_WITH FDSIZE_AFTER
+    // FDS_BEFORE FDS_AFTER": the kernel's FDSize before, while and after a
+    // Supervisor with reserve_fds RESERVE lived, and the open fds before
+    // and after it.
+    ::alarm(60);
+    if (argc > 2) {
+      rlimit lim{};
+      ::getrlimit(RLIMIT_NOFILE, &lim);
+      lim.rlim_cur = std::strtoul(arg(2).c_str(), nullptr, 10);
+      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) return 4;
+    }
+    auto fd_size = [] {
+      const std::string status = read_file("/proc/self/status");
+      const auto at = status.find("FDSize:");
+      return at == std::string::npos ? -1L : std::strtol(status.c_str() + at + 7, nullptr, 10);
+    };
+    auto open_fds = [] {
+      int n = 0;
+      DIR* d = ::opendir("/proc/self/fd");
+      while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+      ::closedir(d);
+      return n - 1;  // the directory's own fd
+    };
+    std::atomic<bool> done{false};
+    std::thread other([&] {
+      while (!done) sleep_ms(1);
+    });
+    long before = -1;
+    int fds_before = -1;
+    long with = -1;
+    try {
+      {  // libuv's process-wide fds (its signal pipe) open with the first loop
+        payloadrun::SupervisorOptions none;
+        none.reserve_fds = 0;
+        payloadrun::Supervisor warm(std::move(none));
+      }
+      before = fd_size();
+      fds_before = open_fds();
+      payloadrun::SupervisorOptions options;
+      if (arg(1) != "default") options.reserve_fds = std::strtoul(arg(1, "0").c_str(), nullptr, 10);
+      payloadrun::Supervisor sup(std::move(options));
+      with = fd_size();
+    } catch (const std::exception& e) {
+      write_str(1, std::string("error: ") + e.what() + "\n");
+      done = true;
+      other.join();
+      return 3;
+    }
+    const long after = fd_size();
+    const int fds_after = open_fds();
+    done = true;
+    other.join();
+    write_str(1, std::to_string(before) + " " + std::to_string(with) + " " + std::to_string(after) + " " +
+                     std::to_string(fds_before) + " " + std::to_string(fds_after) + "\n");
     return 0;
   }
   if (mode == "supervise") {

@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "fixture.hpp"
 
@@ -474,6 +475,41 @@ TEST_F(SupervisorTest, EmbeddedLoopKeepsRunningTheHostsOwnWork) {
   EXPECT_GT(ticks, 5);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
   uv_run(&loop_, UV_RUN_NOWAIT);
+}
+
+// SupervisorOptions::reserve_fds, in a fresh helper process (a test
+// binary's own fd table may have grown already) that has a second thread,
+// as a host like Node.js has: the fd table holds the reservation from
+// construction on, keeps it after the Supervisor is gone (the kernel never
+// shrinks it), and nothing is left open. FDSize counts in powers of two.
+std::vector<long> fd_table_report(Supervisor& s, std::vector<std::string> args) {
+  args.insert(args.begin(), "fd-table");
+  auto c = s.payload(child_payload("fd-table", std::move(args))).run();
+  EXPECT_EQ(c.metrics.exit_code, 0) << c.stdout_text << c.stderr_text;
+  std::istringstream in(c.stdout_text);
+  std::vector<long> v(5, -1);
+  for (auto& x : v) in >> x;
+  return v;
+}
+
+TEST_F(SupervisorTest, TheFdTableIsGrownOnceAtConstructionToHoldReserveFds) {
+  const auto v = fd_table_report(sup(), {"4096", "8192"});
+  EXPECT_LT(v[0], 4096) << "a fresh process already had the table: the test shows nothing";
+  EXPECT_GE(v[1], 4096) << "the Supervisor did not grow the fd table";
+  EXPECT_GE(v[2], 4096);
+  EXPECT_EQ(v[4], v[3]) << "reserving left an fd open";
+}
+
+TEST_F(SupervisorTest, TheFdReservationStopsAtTheOpenFileLimitAndZeroTurnsItOff) {
+  const auto capped = fd_table_report(sup(), {"100000", "512"});
+  EXPECT_LT(capped[0], 512);
+  EXPECT_EQ(capped[1], 512) << "not grown to RLIMIT_NOFILE, or past it";
+  EXPECT_EQ(capped[4], capped[3]);
+  const auto off = fd_table_report(sup(), {"0", "8192"});
+  EXPECT_EQ(off[1], off[0]) << "reserve_fds = 0 still grew the table";
+  EXPECT_EQ(off[4], off[3]);
+  const auto dflt = fd_table_report(sup(), {"default", "8192"});  // the option left as it is: 1,024
+  EXPECT_GE(dflt[1], 1024);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstddef>
 #include <utility>
 
 namespace payloadrun::detail {
@@ -32,5 +33,11 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+/// Grow this process's fd table now (the kernel never shrinks it) so that
+/// it holds at least `fds` descriptors, capped at RLIMIT_NOFILE; `source_fd`
+/// is any open fd to duplicate (and close again). Failures are logged at
+/// debug and otherwise ignored: the table then grows as fds are made.
+void reserve_fd_table(int source_fd, std::size_t fds) noexcept;
 
 }  // namespace payloadrun::detail
