@@ -44,10 +44,13 @@ std::string seq_body(int producer, int seq) { return fmt::format("p{} s{} {}", p
 // CRC-32C check values (RFC 3720 / the "123456789" catalogue value), on
 // every length around the 8-byte steps of the hardware path, against a
 // bitwise reference; crc32c_copy (the producer's copy-and-checksum) too.
+// Both the functions the ring uses (ISA-L from 256 bytes where the build
+// has it) and the library's own code behind them (its fallback) are checked.
 TEST(RingCrc, MatchesTheCrc32cDefinition) {
-  EXPECT_EQ(payloadrun::detail::crc32c("123456789", 9), 0xE3069283u);
-  std::string zeros(32, '\0');
-  EXPECT_EQ(payloadrun::detail::crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
+  using Crc = std::uint32_t (*)(const void*, std::size_t, std::uint32_t) noexcept;
+  using CrcCopy = std::uint32_t (*)(void*, const void*, std::size_t, std::uint32_t) noexcept;
+  const std::pair<Crc, CrcCopy> impls[] = {{payloadrun::detail::crc32c, payloadrun::detail::crc32c_copy},
+                                           {payloadrun::detail::crc32c_builtin, payloadrun::detail::crc32c_copy_builtin}};
   auto bitwise = [](const unsigned char* p, std::size_t n) {
     std::uint32_t c = ~0u;
     for (std::size_t i = 0; i < n; ++i) {
@@ -57,20 +60,10 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
     return ~c;
   };
   std::string data;
-  for (int i = 0; i < 100; ++i) data.push_back(static_cast<char>(i * 37 + 11));
-  for (std::size_t n = 0; n <= data.size(); ++n) {
-    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
-    EXPECT_EQ(payloadrun::detail::crc32c(p, n), bitwise(p, n)) << n;
-    // Incremental: split anywhere gives the same value.
-    EXPECT_EQ(payloadrun::detail::crc32c(p + n / 3, n - n / 3, payloadrun::detail::crc32c(p, n / 3)),
-              bitwise(p, n));
-    std::string copy(n + 1, '#');  // copy and CRC in one pass: the same value, the same bytes, no more
-    EXPECT_EQ(payloadrun::detail::crc32c_copy(copy.data(), p, n), bitwise(p, n)) << n;
-    EXPECT_EQ(copy, data.substr(0, n) + "#") << n;
-  }
-  // Longer buffers take three interleaved chains (3 KiB and 192-byte
-  // steps): every length
-  // around the step boundaries, and a 64 KiB one, match the bitwise value.
+  for (int i = 0; i < 300; ++i) data.push_back(static_cast<char>(i * 37 + 11));
+  // Longer buffers: the builtin code takes three interleaved chains (3 KiB
+  // and 192-byte steps), ISA-L starts at 256 bytes and the copy goes in
+  // 8 KiB chunks: every length around those boundaries, and 64 KiB.
   std::string big;
   std::uint32_t x = 12345;
   for (int i = 0; i < 70000; ++i) {
@@ -78,13 +71,31 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
     big.push_back(static_cast<char>(x >> 24));
   }
   const auto* b = reinterpret_cast<const unsigned char*>(big.data());
-  for (std::size_t n : {191u, 192u, 193u, 256u, 383u, 384u, 391u, 1000u, 3071u, 3072u, 3073u, 3080u, 3264u,
-                        6143u, 6144u, 6151u, 9300u, 65536u, 70000u}) {
-    EXPECT_EQ(payloadrun::detail::crc32c(b, n), bitwise(b, n)) << n;
-    EXPECT_EQ(payloadrun::detail::crc32c(b + 5, n - 5, payloadrun::detail::crc32c(b, 5)), bitwise(b, n)) << n;
-    std::string copy(n - 3, '\0');  // from an unaligned source
-    EXPECT_EQ(payloadrun::detail::crc32c_copy(copy.data(), b + 3, n - 3), bitwise(b + 3, n - 3)) << n;
-    EXPECT_EQ(copy, big.substr(3, n - 3)) << n;
+  for (const auto& [crc, crc_copy] : impls) {
+    EXPECT_EQ(crc("123456789", 9, 0), 0xE3069283u);
+    std::string zeros(32, '\0');
+    EXPECT_EQ(crc(zeros.data(), zeros.size(), 0), 0x8A9136AAu);
+    for (std::size_t n = 0; n <= data.size(); ++n) {
+      const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+      EXPECT_EQ(crc(p, n, 0), bitwise(p, n)) << n;
+      // Incremental: split anywhere gives the same value.
+      EXPECT_EQ(crc(p + n / 3, n - n / 3, crc(p, n / 3, 0)), bitwise(p, n));
+      std::string copy(n + 1, '#');  // copy and CRC: the same value, the same bytes, no more
+      EXPECT_EQ(crc_copy(copy.data(), p, n, 0), bitwise(p, n)) << n;
+      EXPECT_EQ(copy, data.substr(0, n) + "#") << n;
+    }
+    for (std::size_t n : {191u, 192u, 193u, 255u, 256u, 257u, 383u, 384u, 391u, 1000u, 3071u, 3072u, 3073u,
+                          3080u, 3264u, 6143u, 6144u, 6151u, 8191u, 8192u, 8193u, 8195u, 9300u, 16385u, 65536u,
+                          70000u}) {
+      EXPECT_EQ(crc(b, n, 0), bitwise(b, n)) << n;
+      EXPECT_EQ(crc(b + 5, n - 5, crc(b, 5, 0)), bitwise(b, n)) << n;
+      if (n > 300) {  // both parts long
+        EXPECT_EQ(crc(b + 300, n - 300, crc(b, 300, 0)), bitwise(b, n)) << n;
+      }
+      std::string copy(n - 3 + 1, '#');  // from an unaligned source, nothing written past the end
+      EXPECT_EQ(crc_copy(copy.data(), b + 3, n - 3, 0), bitwise(b + 3, n - 3)) << n;
+      EXPECT_EQ(copy, big.substr(3, n - 3) + "#") << n;
+    }
   }
 }
 

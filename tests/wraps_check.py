@@ -6,7 +6,8 @@
 Offline, in three parts:
 
 1. Every dependency('NAME', ...) in the project's meson.build files (but the
-   optional ones, `required : false`, and Meson's built-in ones like threads) is
+   optional ones, `required : false` or a feature option, and Meson's built-in
+   ones like threads) is
    provided by a wrap in subprojects/ ([provide]), and every option a call passes
    in default_options is declared in that wrap's packagefiles meson_options.txt.
 2. Every subprojects/*.wrap parses (configparser, as Meson reads it) and is a
@@ -127,7 +128,8 @@ def dependency_calls(root):
             if not name:
                 fail(f'{rel}: dependency() without a literal name: dependency({args.strip()[:60]})')
                 continue
-            required = not re.search(r'\brequired\s*:\s*false\b', args)
+            # Optional: required : false, or a feature option (auto: used when found).
+            required = not re.search(r"\brequired\s*:\s*(false\b|get_option\s*\()", args)
             opts = []
             dm = re.search(r'\bdefault_options\s*:\s*\[([^\]]*)\]', args)
             if dm:
@@ -381,7 +383,7 @@ def main():
         if name in BUILTIN_DEPS:
             continue
         if not required:
-            print(f'note: {where}: optional dependency {name!r} (required : false) needs no wrap')
+            print(f'note: {where}: optional dependency {name!r} (required : false or a feature option) needs no wrap')
             continue
         if name not in provided:
             fail(f"{where}: dependency('{name}') has no wrap in subprojects/ providing it")

@@ -96,9 +96,17 @@ constexpr std::uint64_t slot_size(std::uint64_t length) noexcept {
   return (record_header_size + length + record_align - 1) / record_align * record_align;
 }
 
+/// CRC-32C of `n` bytes, continuing from `crc` (a previous result).
+/// Intel ISA-L's crc32_iscsi from 256 bytes on where the build has it
+/// (PAYLOADRUN_HAVE_ISAL), else crc32c_builtin.
 std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
-/// Copies `n` bytes from `src` to `dst` and returns their CRC32C (as crc32c), one pass.
+/// Copies `n` bytes from `src` to `dst` and returns their CRC32C (as crc32c).
 std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32_t crc = 0) noexcept;
+/// The library's own code behind both when ISA-L is not used: the SSE4.2
+/// crc32 instruction (three interleaved chains for long buffers; the copy
+/// in the same pass), a table without it. Tested against crc32c.
+std::uint32_t crc32c_builtin(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
+std::uint32_t crc32c_copy_builtin(void* dst, const void* src, std::size_t n, std::uint32_t crc = 0) noexcept;
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;

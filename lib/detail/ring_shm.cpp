@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -19,6 +20,9 @@
 #include <thread>
 
 #include <fmt/format.h>
+#if PAYLOADRUN_HAVE_ISAL
+#include <isa-l/crc.h>
+#endif
 
 #include "payloadrun/error.hpp"
 
@@ -180,7 +184,7 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42_3way(const unsigned
 
 }  // namespace
 
-std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcept {
+std::uint32_t crc32c_builtin(const void* data, std::size_t n, std::uint32_t crc) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
 #if defined(__x86_64__)
@@ -195,7 +199,7 @@ std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcep
   return ~crc;
 }
 
-std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32_t crc) noexcept {
+std::uint32_t crc32c_copy_builtin(void* dst, const void* src, std::size_t n, std::uint32_t crc) noexcept {
   const auto* p = static_cast<const unsigned char*>(src);
   auto* out = static_cast<unsigned char*>(dst);
 #if defined(__x86_64__)
@@ -206,7 +210,54 @@ std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32
   }
 #endif
   std::memcpy(out, p, n);
-  return crc32c(p, n, crc);
+  return crc32c_builtin(p, n, crc);
+}
+
+#if PAYLOADRUN_HAVE_ISAL
+namespace {
+// From here on ISA-L's folding beats the crc32 instruction's chains (10 vs
+// 14 ns at 256 bytes, 1.2 vs 2.5 us at 64 KiB on the benchmark machine).
+constexpr std::size_t isal_min = 256;
+std::uint32_t crc32c_isal(const unsigned char* p, std::size_t n, std::uint32_t reg) noexcept {
+  constexpr std::size_t chunk = std::size_t{1} << 30;  // its length is an int
+  for (; n > chunk; n -= chunk, p += chunk) reg = crc32_iscsi(const_cast<unsigned char*>(p), static_cast<int>(chunk), reg);
+  return crc32_iscsi(const_cast<unsigned char*>(p), static_cast<int>(n), reg);
+}
+// A copy by 64-byte moves: glibc's memcpy turns large copies into rep movsb,
+// which some AMD cores run at a tenth of the speed when the destination is
+// a little past the source modulo 4 KiB (a ring's slots land anywhere).
+void copy_blocks(unsigned char* out, const unsigned char* p, std::size_t n) noexcept {
+  for (; n >= 64; n -= 64, p += 64, out += 64) __builtin_memcpy(out, p, 64);
+  for (; n > 0; --n) *out++ = *p++;
+}
+}  // namespace
+#endif
+
+std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcept {
+#if PAYLOADRUN_HAVE_ISAL
+  if (n >= isal_min) return ~crc32c_isal(static_cast<const unsigned char*>(data), n, ~crc);
+#endif
+  return crc32c_builtin(data, n, crc);
+}
+
+std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32_t crc) noexcept {
+#if PAYLOADRUN_HAVE_ISAL
+  if (n >= isal_min) {
+    // The checksum, then the copy, a chunk at a time: the chunk is still in
+    // L1 for the copy.
+    const auto* p = static_cast<const unsigned char*>(src);
+    auto* out = static_cast<unsigned char*>(dst);
+    constexpr std::size_t chunk = 8192;
+    std::uint32_t reg = ~crc;
+    for (std::size_t done = 0; done < n; done += chunk) {
+      const std::size_t k = std::min(chunk, n - done);
+      reg = crc32c_isal(p + done, k, reg);
+      copy_blocks(out + done, p + done, k);
+    }
+    return ~reg;
+  }
+#endif
+  return crc32c_copy_builtin(dst, src, n, crc);
 }
 
 std::uint32_t header_crc(const RecordHeader& h) noexcept {
