@@ -99,6 +99,34 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
   }
 }
 
+// The producer checksums a header from its eight words in registers; the
+// consumer from the bytes in the ring. Both must agree on every field.
+TEST(RingCrc, HeaderChecksumFromWordsMatchesTheOneFromBytes) {
+  std::uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (int round = 0; round < 200; ++round) {
+    payloadrun::detail::HeaderWords words;
+    for (auto& w : words.w) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      w = x;
+    }
+    payloadrun::detail::RecordHeader bytes;
+    std::memcpy(static_cast<void*>(&bytes), words.w, sizeof bytes);
+    ASSERT_EQ(payloadrun::detail::header_crc(words), payloadrun::detail::header_crc(bytes)) << round;
+    // Bytes 0-3 (state) and 60-63 (header_crc) are not covered; all others are.
+    auto other = words;
+    other.w[0] ^= 0xffffffffull;
+    other.w[7] ^= 0xffffffffull << 32;
+    EXPECT_EQ(payloadrun::detail::header_crc(other), payloadrun::detail::header_crc(words));
+    for (int bit : {32, 64, 100, 200, 300, 420, 479}) {
+      auto flipped = words;
+      flipped.w[bit / 64] ^= std::uint64_t{1} << (bit % 64);
+      EXPECT_NE(payloadrun::detail::header_crc(flipped), payloadrun::detail::header_crc(words)) << bit;
+    }
+  }
+}
+
 TEST(RingCodec, MetricsRoundTripIsExact) {
   Completion c;
   c.payload_name = "na\"me\\ with \n\t\x01\x1f ctl and ünïcode ☃";

@@ -108,6 +108,14 @@ std::uint32_t crc32c_copy(void* dst, const void* src, std::size_t n, std::uint32
 std::uint32_t crc32c_builtin(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
 std::uint32_t crc32c_copy_builtin(void* dst, const void* src, std::size_t n, std::uint32_t crc = 0) noexcept;
 std::uint32_t header_crc(const RecordHeader& h) noexcept;
+/// A record header as its eight little-endian 64-bit words (state and magic,
+/// version type and pid, payload_index, length and body_crc, reserve_ns,
+/// message_id, frag_index and frag_count, total_length and header_crc).
+struct HeaderWords {
+  std::uint64_t w[8];
+};
+/// header_crc of the header these words hold, from the words themselves.
+std::uint32_t header_crc(const HeaderWords& h) noexcept;
 
 std::uint64_t monotonic_ns() noexcept;
 /// CLOCK_MONOTONIC_COARSE (a few ms resolution, never ahead of
