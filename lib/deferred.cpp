@@ -106,6 +106,7 @@ ExtractorRun DeferredEvaluator::run_extractor(std::string_view input) {
       SupervisorOptions so;
       so.capture_limit = output_limit_;
       so.emitter = std::make_shared<NoEmitter>();
+      so.reserve_fds = 0;  // one extractor at a time: its few fds need no reserved table
       supervisor_ = std::make_unique<Supervisor>(std::move(so));
     }
     const SigpipeBlock no_sigpipe;

@@ -122,25 +122,15 @@ struct __attribute__((visibility("hidden"))) RingProducer::Impl {
     return rc == 0 ? Lock::acquired : Lock::busy;
   }
 
-  /// A fragment's record header as its eight little-endian words
-  /// (docs/ring-format.md), body_crc and header_crc 0. Built in registers
-  /// and stored a word at a time, never read back: built field by field on
+  /// A fragment's record header as its eight words (detail::header_words),
+  /// stored a word at a time and never read back: built field by field on
   /// the stack, the wide loads of its copy and of its checksum each waited
   /// for the narrow stores before them to reach the cache (a failed store
   /// forward), ~18% of a 256-byte record's producer time.
   static detail::HeaderWords header_words(const Fragment& f, std::uint32_t pid, std::uint64_t now,
                                           std::uint32_t state) noexcept {
-    detail::HeaderWords h;
-    h.w[0] = state | std::uint64_t{detail::record_magic} << 32;
-    h.w[1] = detail::record_version | std::uint64_t{static_cast<std::uint16_t>(f.type)} << 16 |
-             std::uint64_t{pid} << 32;
-    h.w[2] = f.payload_index;
-    h.w[3] = f.length;  // body_crc (bits 32-63) is set at commit
-    h.w[4] = now;
-    h.w[5] = f.message_id;
-    h.w[6] = f.frag_index | std::uint64_t{f.frag_count} << 32;
-    h.w[7] = f.total_length;  // header_crc (bits 32-63) likewise
-    return h;
+    return detail::header_words(state, f.type, pid, f.payload_index, f.length, now, f.message_id, f.frag_index,
+                                f.frag_count, f.total_length);
   }
   void store_header(std::uint64_t pos, const detail::HeaderWords& h) const noexcept {
     auto* out = reinterpret_cast<unsigned char*>(&map.record_at(pos));

@@ -334,7 +334,11 @@ int run_child_mode(int argc, char** argv) {
       rlimit lim{};
       ::getrlimit(RLIMIT_NOFILE, &lim);
       lim.rlim_cur = std::strtoul(arg(2).c_str(), nullptr, 10);
-      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) return 4;
+      if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < lim.rlim_cur) lim.rlim_max = lim.rlim_cur;  // root may
+      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        write_str(1, "cannot set RLIMIT_NOFILE to " + arg(2) + ": " + std::strerror(errno) + "\n");
+        return 77;
+      }
     }
     auto fd_size = [] {
       const std::string status = read_file("/proc/self/status");
@@ -344,6 +348,7 @@ int run_child_mode(int argc, char** argv) {
     auto open_fds = [] {
       int n = 0;
       DIR* d = ::opendir("/proc/self/fd");
+      if (d == nullptr) return -1;
       while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
       ::closedir(d);
       return n - 1;  // the directory's own fd

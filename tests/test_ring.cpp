@@ -95,6 +95,15 @@ TEST(RingCrc, MatchesTheCrc32cDefinition) {
       std::string copy(n - 3 + 1, '#');  // from an unaligned source, nothing written past the end
       EXPECT_EQ(crc_copy(copy.data(), b + 3, n - 3, 0), bitwise(b + 3, n - 3)) << n;
       EXPECT_EQ(copy, big.substr(3, n - 3) + "#") << n;
+      // Continued from a previous result, as a record that wraps the ring's
+      // end is copied in two parts.
+      for (std::size_t k : {std::size_t{100}, std::size_t{300}, n / 2}) {
+        if (k >= n) continue;
+        std::string two(n, '#');
+        const std::uint32_t first = crc_copy(two.data(), b, k, 0);
+        EXPECT_EQ(crc_copy(two.data() + k, b + k, n - k, first), bitwise(b, n)) << n << " split at " << k;
+        EXPECT_EQ(two, big.substr(0, n)) << n;
+      }
     }
   }
 }
@@ -125,6 +134,35 @@ TEST(RingCrc, HeaderChecksumFromWordsMatchesTheOneFromBytes) {
       EXPECT_NE(payloadrun::detail::header_crc(flipped), payloadrun::detail::header_crc(words)) << bit;
     }
   }
+}
+
+// The producer's header words hold each field at its documented offset
+// (docs/ring-format.md): compared byte for byte with a header filled by name.
+TEST(RingCrc, HeaderWordsPutEachFieldAtItsOffset) {
+  namespace d = payloadrun::detail;
+  d::RecordHeader by_name;
+  std::memset(static_cast<void*>(&by_name), 0, sizeof by_name);
+  by_name.state.store(d::slot_reserved);
+  by_name.magic = d::record_magic;
+  by_name.version = d::record_version;
+  by_name.type = static_cast<std::uint16_t>(payloadrun::RecordType::raw_output);
+  by_name.pid = 0x01020304u;
+  by_name.payload_index = 0x1112131415161718ull;
+  by_name.length = 0x21222324u;
+  by_name.reserve_ns = 0x3132333435363738ull;
+  by_name.message_id = 0x4142434445464748ull;
+  by_name.frag_index = 0x51525354u;
+  by_name.frag_count = 0x61626364u;
+  by_name.total_length = 0x71727374u;
+  const d::HeaderWords w =
+      d::header_words(d::slot_reserved, payloadrun::RecordType::raw_output, 0x01020304u, 0x1112131415161718ull,
+                      0x21222324u, 0x3132333435363738ull, 0x4142434445464748ull, 0x51525354u, 0x61626364u,
+                      0x71727374u);
+  unsigned char a[sizeof by_name], b[sizeof w.w];
+  std::memcpy(a, static_cast<const void*>(&by_name), sizeof a);
+  std::memcpy(b, w.w, sizeof b);
+  for (std::size_t i = 0; i < sizeof a; ++i) EXPECT_EQ(a[i], b[i]) << "byte " << i;
+  EXPECT_EQ(d::header_crc(w), d::header_crc(by_name));
 }
 
 TEST(RingCodec, MetricsRoundTripIsExact) {

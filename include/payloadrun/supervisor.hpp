@@ -101,20 +101,20 @@ struct SupervisorOptions {
   /// turns (at least one event a turn), so thousands of payloads ending at
   /// once do not stall timers either.
   std::chrono::microseconds spawn_slice{0};
-  /// File descriptors this process's fd table is grown to hold when the
-  /// Supervisor is constructed (capped at RLIMIT_NOFILE's soft limit; the
-  /// kernel never shrinks the table, so later Supervisors find it grown).
-  /// The kernel grows the table by doubling it when a new fd does not fit,
-  /// and in a process with more than one thread (Node.js, any program with
-  /// a thread pool) each doubling first waits for an RCU grace period:
-  /// 5-30 ms on a small VM, inside whichever spawn() crossed 256, 512,
-  /// 1,024, ... fds, holding the loop. Growing it once at construction
-  /// takes one such wait there instead (none in a single-threaded process).
-  /// A live payload holds about three fds (pidfd, stdout, stderr): the
-  /// default fits ~300 at once; set it to 3 x the most you run at once
-  /// plus what the program holds itself, after raising RLIMIT_NOFILE.
-  /// 0: the table grows on demand. Never an error: if it cannot be grown,
-  /// it grows on demand.
+  /// File descriptors this process's fd table is made to hold when the
+  /// Supervisor is constructed, capped at RLIMIT_NOFILE's soft limit. The
+  /// kernel grows the table as fds are opened and never shrinks it; in a
+  /// process with more than one thread (Node.js, any program with a thread
+  /// pool) each growth stalls the call that needs it for milliseconds, and
+  /// that call is often a spawn(), holding the loop. Reserving up front
+  /// moves that cost to the constructor, once per process (later
+  /// Supervisors find the table grown; a single-threaded process pays
+  /// nearly nothing either way). A live payload holds three to five fds
+  /// (pidfd, stdout, stderr; stdin and an own cgroup's events file when
+  /// used): the default fits ~200-300 at once. For more, raise
+  /// RLIMIT_NOFILE and set ~5 x the most you run at once plus what the
+  /// program holds itself. 0: no reservation. Never an error: a table that
+  /// cannot be grown grows on demand.
   std::size_t reserve_fds = 1024;
   /// Parent cgroup for PayloadRun::in_cgroup names: absolute, or relative
   /// to the cgroup2 mount. Empty: in_cgroup() fails at spawn.

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "payloadrun/ring_producer.hpp"  // RecordType
+
 namespace payloadrun::detail {
 
 inline constexpr std::uint32_t ring_magic = 0x474e5252;    // "RRNG" little-endian
@@ -114,6 +116,26 @@ std::uint32_t header_crc(const RecordHeader& h) noexcept;
 struct HeaderWords {
   std::uint64_t w[8];
 };
+static_assert(sizeof(HeaderWords) == record_header_size);
+/// The words of a header with these fields, body_crc and header_crc 0
+/// (the producer sets them at commit): built in registers, so a producer
+/// can store them a word at a time and checksum them without reading back.
+constexpr HeaderWords header_words(std::uint32_t state, RecordType type, std::uint32_t pid,
+                                   std::uint64_t payload_index, std::uint32_t length,
+                                   std::uint64_t reserve_ns, std::uint64_t message_id,
+                                   std::uint32_t frag_index, std::uint32_t frag_count,
+                                   std::uint32_t total_length) noexcept {
+  HeaderWords h{};
+  h.w[0] = state | std::uint64_t{record_magic} << 32;
+  h.w[1] = record_version | std::uint64_t{static_cast<std::uint16_t>(type)} << 16 | std::uint64_t{pid} << 32;
+  h.w[2] = payload_index;
+  h.w[3] = length;  // body_crc: bits 32-63
+  h.w[4] = reserve_ns;
+  h.w[5] = message_id;
+  h.w[6] = frag_index | std::uint64_t{frag_count} << 32;
+  h.w[7] = total_length;  // header_crc: bits 32-63
+  return h;
+}
 /// header_crc of the header these words hold, from the words themselves.
 std::uint32_t header_crc(const HeaderWords& h) noexcept;
 

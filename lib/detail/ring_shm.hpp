@@ -31,7 +31,7 @@ class RingMap {
     return *reinterpret_cast<RecordHeader*>(data_ + (pos & mask()));
   }
   /// Copy `n` bytes into the ring at absolute position `pos` (wrapping);
-  /// returns their CRC32C, computed in the same pass.
+  /// returns their CRC32C, computed from `src` as it is copied (crc32c_copy).
   std::uint32_t copy_in_crc(std::uint64_t pos, const char* src, std::size_t n) const noexcept;
   /// Copy `n` bytes out of the ring at absolute position `pos` (wrapping).
   void copy_out(std::uint64_t pos, char* dst, std::size_t n) const noexcept;
