@@ -120,25 +120,15 @@ std::string write_spill(const std::string& dir, const std::string& ring_name, st
     return ok;
   };
   for (const auto& r : records) {
-    RecordHeader rh;
-    std::memset(static_cast<void*>(&rh), 0, sizeof rh);
-    rh.magic = record_magic;
-    rh.version = record_version;
-    rh.type = r.meta.type;
-    rh.pid = r.meta.pid;
-    rh.payload_index = r.meta.payload_index;
-    rh.length = r.meta.length;
-    rh.reserve_ns = r.meta.reserve_ns;
-    rh.message_id = r.meta.message_id;
-    rh.frag_index = r.meta.frag_index;
-    rh.frag_count = r.meta.frag_count;
-    rh.total_length = r.meta.total_length;
-    rh.body_crc = crc32c(r.body, rh.length);
-    rh.header_crc = header_crc(rh);
-    rh.state.store(slot_committed, std::memory_order_relaxed);
-    buf.append(reinterpret_cast<const char*>(&rh), sizeof rh);
-    buf.append(r.body, rh.length);
-    buf.append(static_cast<std::size_t>(slot_size(rh.length) - record_header_size - rh.length), '\0');
+    // The header as the ring's producer composes it (header_words), committed.
+    HeaderWords hw = header_words(slot_committed, static_cast<RecordType>(r.meta.type), r.meta.pid,
+                                  r.meta.payload_index, r.meta.length, r.meta.reserve_ns, r.meta.message_id,
+                                  r.meta.frag_index, r.meta.frag_count, r.meta.total_length);
+    hw.w[3] |= std::uint64_t{crc32c(r.body, r.meta.length)} << 32;  // body_crc
+    hw.w[7] |= std::uint64_t{header_crc(hw)} << 32;                 // header_crc
+    buf.append(reinterpret_cast<const char*>(hw.w), sizeof hw.w);
+    buf.append(r.body, r.meta.length);
+    buf.append(static_cast<std::size_t>(slot_size(r.meta.length) - record_header_size - r.meta.length), '\0');
     if (buf.size() >= (1u << 20) && !flush()) return failed("write");
   }
   if (!flush()) return failed("write");
